@@ -1,0 +1,1 @@
+//! Container lifecycle verbs, one file each (being written).
