@@ -19,8 +19,8 @@ use crate::error::{Context, Result, RuntimeError};
 /// Connect to the caller's console socket (done by the runtime before it forks, so
 /// the path resolves on the host).
 pub fn connect(path: &Path) -> Result<OwnedFd> {
-    let stream =
-        UnixStream::connect(path).context(|| format!("connect console socket {}", path.display()))?;
+    let stream = UnixStream::connect(path)
+        .context(|| format!("connect console socket {}", path.display()))?;
     Ok(OwnedFd::from(stream))
 }
 
@@ -94,8 +94,11 @@ pub fn make_controlling(tty: OwnedFd) -> Result<()> {
     for target in 0..3 {
         // SAFETY: stdio fds 0-2 are ours to replace; `raw` is open.
         let mut std_fd = unsafe { OwnedFd::from_raw_fd(target) };
-        dup2(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }, &mut std_fd)
-            .map_err(|e| RuntimeError::sys("dup2 pty", e))?;
+        dup2(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) },
+            &mut std_fd,
+        )
+        .map_err(|e| RuntimeError::sys("dup2 pty", e))?;
         let _ = std_fd.into_raw_fd();
     }
     if raw > 2 {

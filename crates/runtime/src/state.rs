@@ -82,7 +82,11 @@ impl ContainerState {
         OciState {
             oci_version: self.config.version(),
             id: &self.id,
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status,
             bundle: &self.bundle,
             rootfs: &self.rootfs,
@@ -179,8 +183,8 @@ pub fn load(root: &Path, id: &str) -> Result<(PathBuf, ContainerState)> {
 
 /// Write the state file atomically (temp file, fsync, rename).
 pub fn save(dir: &Path, state: &ContainerState) -> Result<()> {
-    let data = serde_json::to_vec(state)
-        .map_err(|e| RuntimeError::Other(format!("encode state: {e}")))?;
+    let data =
+        serde_json::to_vec(state).map_err(|e| RuntimeError::Other(format!("encode state: {e}")))?;
     write_atomic(&dir.join(STATE_FILE), &data)
 }
 
@@ -282,7 +286,10 @@ mod tests {
             format_rfc3339(1_700_000_000, 5),
             "2023-11-14T22:13:20.000000005Z"
         );
-        assert_eq!(format_rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            format_rfc3339(951_782_400, 0),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 
     #[test]

@@ -5,9 +5,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{
-    recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
 use crate::error::{Result, RuntimeError};
 
