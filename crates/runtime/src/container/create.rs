@@ -153,6 +153,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
             None => WaitForStart::Channel,
         },
         no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds + listen_fds(),
         listen_fds: listen_fds(),
     };

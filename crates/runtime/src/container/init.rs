@@ -44,6 +44,8 @@ pub struct InitContext<'a> {
     pub console: Option<RawFd>,
     pub wait: WaitForStart,
     pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of joining a new one.
+    pub no_new_keyring: bool,
     /// Fds 3.. (3 + preserve_fds) are passed to the container process.
     pub preserve_fds: u32,
     pub listen_fds: u32,
@@ -92,6 +94,9 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
             .context(|| "setresgid 0 in the user namespace".into())?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .context(|| "setresuid 0 in the user namespace".into())?;
+    }
+    if !ctx.no_new_keyring {
+        join_session_keyring(ctx.id);
     }
     if ctx.plan.creates(CloneFlags::CLONE_NEWCGROUP) {
         unshare(CloneFlags::CLONE_NEWCGROUP).context(|| "unshare cgroup namespace".into())?;
@@ -332,4 +337,15 @@ fn own_state_json(ctx: &InitContext, host_pid: i32, status: &str) -> Vec<u8> {
         "annotations": ctx.spec.annotations(),
     });
     serde_json::to_vec(&state).unwrap_or_default()
+}
+
+/// A session keyring of the container's own, so that keys are not shared with the
+/// host's session (as runc does). Kernels without keyrings just say no: not fatal.
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let Ok(name) = CString::new(format!("_ses.{id}")) else {
+        return;
+    };
+    // SAFETY: keyctl JOIN_SESSION_KEYRING reads a NUL-terminated name that outlives the call.
+    unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
 }

@@ -16,6 +16,7 @@ pub mod query;
 pub mod run;
 pub mod spec;
 pub mod start;
+pub mod tty;
 pub mod update;
 
 use std::path::PathBuf;
@@ -65,12 +66,21 @@ pub fn forwarding_mask() -> SigSet {
 /// (we are a subreaper). Returns the shell-style exit code. The mask must already be
 /// blocked.
 pub fn wait_forwarding(pid: i32, mask: &SigSet) -> Result<i32> {
+    wait_forwarding_with(pid, mask, &|_| false)
+}
+
+/// As [`wait_forwarding`]; `handle` may take a signal for itself (returns true).
+pub fn wait_forwarding_with(
+    pid: i32,
+    mask: &SigSet,
+    handle: &dyn Fn(Signal) -> bool,
+) -> Result<i32> {
     loop {
         if let Some(code) = reap(pid)? {
             return Ok(code);
         }
         let sig = mask.wait().map_err(|e| RuntimeError::sys("sigwait", e))?;
-        if sig != Signal::SIGCHLD {
+        if sig != Signal::SIGCHLD && !handle(sig) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
         }
     }
