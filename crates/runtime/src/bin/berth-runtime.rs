@@ -301,8 +301,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run {
             create,
             detach,
-            keep: _,
-        } => return container::run::run(&global, &create_options(create)?, detach),
+            keep,
+        } => return container::run::run(&global, &create_options(create)?, detach, keep),
         Command::State { container_id } => {
             println!("{}", container::query::state_json(&global, &container_id)?)
         }

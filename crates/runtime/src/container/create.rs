@@ -312,8 +312,9 @@ fn spawn_staged(ctx: &InitContext, parent: &Channel, linux: &Linux) -> Result<i3
                 ctx.channel.send(&Message::InitPid(init))?;
                 exit_child(0);
             }
-            ctx.channel
-                .send(&Message::InitPid(std::process::id() as i32))?;
+            // "The init is me": our own PID as we see it may be in a joined PID
+            // namespace, while the runtime knows our host PID already.
+            ctx.channel.send(&Message::InitPid(0))?;
             Ok(())
         })();
         match result {
@@ -333,10 +334,9 @@ fn spawn_staged(ctx: &InitContext, parent: &Channel, linux: &Linux) -> Result<i3
                 write_id_maps(stage, linux)?;
                 parent.send(&Message::Proceed)?;
             }
+            Some(Message::InitPid(0)) => return Ok(stage),
             Some(Message::InitPid(pid)) => {
-                if pid != stage {
-                    reap_stage(stage);
-                }
+                reap_stage(stage);
                 return Ok(pid);
             }
             Some(Message::Error(text)) => {

@@ -13,7 +13,7 @@ use crate::error::{Result, RuntimeError};
 use crate::sync::Message;
 
 /// Returns the exit code for the runtime process.
-pub fn run(global: &Global, opts: &CreateOptions, detach: bool) -> Result<i32> {
+pub fn run(global: &Global, opts: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         create::create(global, opts, Mode::Create)?;
         start::start(global, &opts.id)?;
@@ -53,7 +53,7 @@ pub fn run(global: &Global, opts: &CreateOptions, detach: bool) -> Result<i32> {
     // The init is released; a failing poststart hook is reported but the container
     // keeps running, as the spec says.
     if let Err(e) = start::run_poststart(&created.state) {
-        eprintln!("berth-runtime: {e}");
+        eprintln!("berth-runtime: warning: {e}");
     }
     let code = match &console {
         Some((master, _, _)) => {
@@ -72,7 +72,9 @@ pub fn run(global: &Global, opts: &CreateOptions, detach: bool) -> Result<i32> {
         tty::drain(&done);
         drop(raw);
     }
-    delete::delete(global, &opts.id, true)?;
+    if !keep {
+        delete::delete(global, &opts.id, true)?;
+    }
     Ok(code)
 }
 

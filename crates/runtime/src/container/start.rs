@@ -35,7 +35,11 @@ pub fn start(global: &Global, id: &str) -> Result<()> {
         .map_err(|e| RuntimeError::io("write exec fifo", e))?;
     drop(fifo);
     let _ = std::fs::remove_file(&fifo_path);
-    run_poststart(&container)
+    // The spec: a failing poststart hook is a warning; the lifecycle goes on.
+    if let Err(e) = run_poststart(&container) {
+        eprintln!("berth-runtime: warning: {e}");
+    }
+    Ok(())
 }
 
 pub(crate) fn run_poststart(container: &state::ContainerState) -> Result<()> {
