@@ -171,7 +171,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         let pid = clone_process(flags)?;
         if pid == 0 {
             drop(parent);
-            init::run(&ctx);
+            init::run(&ctx, true);
         }
         if plan.creates(CloneFlags::CLONE_NEWUSER) {
             write_id_maps(pid, linux)?;
@@ -276,11 +276,13 @@ fn spawn_staged(ctx: &InitContext, parent: &Channel, linux: &Linux) -> Result<i3
     let stage = clone_process(CloneFlags::empty())?;
     if stage == 0 {
         let result = (|| -> Result<()> {
+            // Join first (user namespace first, mount last: the plan's order), then
+            // create: a namespace we create must not stand between us and one we join.
             for ns in ctx
                 .plan
                 .join
                 .iter()
-                .filter(|j| j.typ == LinuxNamespaceType::User)
+                .filter(|j| j.typ != LinuxNamespaceType::Pid)
             {
                 namespaces::join(ns)?;
             }
@@ -288,13 +290,6 @@ fn spawn_staged(ctx: &InitContext, parent: &Channel, linux: &Linux) -> Result<i3
                 unshare(CloneFlags::CLONE_NEWUSER).context(|| "unshare user namespace".into())?;
                 ctx.channel.send(&Message::NeedMaps)?;
                 ctx.channel.expect(&Message::Proceed)?;
-            }
-            for ns in
-                ctx.plan.join.iter().filter(|j| {
-                    j.typ != LinuxNamespaceType::User && j.typ != LinuxNamespaceType::Pid
-                })
-            {
-                namespaces::join(ns)?;
             }
             let rest = ctx.plan.create
                 - CloneFlags::CLONE_NEWUSER
@@ -307,7 +302,7 @@ fn spawn_staged(ctx: &InitContext, parent: &Channel, linux: &Linux) -> Result<i3
                 unshare(CloneFlags::CLONE_NEWPID).context(|| "unshare pid namespace".into())?;
                 let init = clone_process(CloneFlags::empty())?;
                 if init == 0 {
-                    init::run(ctx);
+                    init::run(ctx, false);
                 }
                 ctx.channel.send(&Message::InitPid(init))?;
                 exit_child(0);
@@ -318,7 +313,7 @@ fn spawn_staged(ctx: &InitContext, parent: &Channel, linux: &Linux) -> Result<i3
             Ok(())
         })();
         match result {
-            Ok(()) => init::run(ctx),
+            Ok(()) => init::run(ctx, true),
             Err(e) => {
                 let _ = ctx.channel.send(&Message::Error(e.to_string()));
                 exit_child(1);

@@ -52,10 +52,13 @@ pub struct InitContext<'a> {
 }
 
 /// Never returns: execs the container process or exits.
-pub fn run(ctx: &InitContext) -> ! {
-    // Die with the runtime while it is still setting us up.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+/// `parent_is_runtime`: our parent is the runtime (not an intermediate stage that
+/// exits), so we can ask to die with it while it sets us up.
+pub fn run(ctx: &InitContext, parent_is_runtime: bool) -> ! {
+    if parent_is_runtime {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    }
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),
