@@ -274,7 +274,6 @@ pub mod recorder {
     use std::cell::RefCell;
     use std::collections::HashSet;
 
-    #[derive(Default)]
     pub struct Recorder {
         pub calls: RefCell<Vec<String>>,
         /// Host paths that exist and are files (everything else exists as a directory).
@@ -287,6 +286,21 @@ pub mod recorder {
         pub ramfs: bool,
         /// Flags `mount_flags` reports for every path.
         pub locked: MsFlags,
+    }
+
+    impl Default for Recorder {
+        fn default() -> Self {
+            Recorder {
+                calls: RefCell::default(),
+                files: HashSet::new(),
+                missing: HashSet::new(),
+                mountinfo: String::new(),
+                cgroup: String::new(),
+                cgroup2: false,
+                ramfs: false,
+                locked: MsFlags::empty(),
+            }
+        }
     }
 
     impl Recorder {
@@ -308,11 +322,11 @@ pub mod recorder {
             (MsFlags::MS_REMOUNT, "REMOUNT"),
             (MsFlags::MS_BIND, "BIND"),
             (MsFlags::MS_MOVE, "MOVE"),
-            (MsFlags::MS_REC, "REC"),
             (MsFlags::MS_PRIVATE, "PRIVATE"),
             (MsFlags::MS_SLAVE, "SLAVE"),
             (MsFlags::MS_SHARED, "SHARED"),
             (MsFlags::MS_UNBINDABLE, "UNBINDABLE"),
+            (MsFlags::MS_REC, "REC"),
             (MsFlags::MS_RELATIME, "RELATIME"),
             (MsFlags::MS_STRICTATIME, "STRICTATIME"),
             (MsFlags::MS_NOATIME, "NOATIME"),
