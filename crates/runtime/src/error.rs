@@ -33,10 +33,7 @@ pub enum RuntimeError {
     #[error("rootfs {0:?} does not exist or is not a directory")]
     MissingRootfs(PathBuf),
     #[error("{context}: {source}")]
-    Sys {
-        context: String,
-        source: nix::Error,
-    },
+    Sys { context: String, source: nix::Error },
     #[error("{context}: {source}")]
     Io {
         context: String,

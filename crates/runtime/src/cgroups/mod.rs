@@ -74,5 +74,7 @@ pub fn resolve_path(
 
 /// The manager for an absolute cgroup path on this host.
 pub fn manager(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
-    Err(CgroupError::Other(format!("cgroups not implemented yet ({path})")))
+    Err(CgroupError::Other(format!(
+        "cgroups not implemented yet ({path})"
+    )))
 }

@@ -25,15 +25,17 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
 ];
 
 fn default_devices() -> impl Iterator<Item = DeviceNode> {
-    DEFAULT_DEVICES.iter().map(|(path, major, minor)| DeviceNode {
-        path: PathBuf::from(path),
-        kind: SFlag::S_IFCHR,
-        major: *major,
-        minor: *minor,
-        mode: 0o666,
-        uid: 0,
-        gid: 0,
-    })
+    DEFAULT_DEVICES
+        .iter()
+        .map(|(path, major, minor)| DeviceNode {
+            path: PathBuf::from(path),
+            kind: SFlag::S_IFCHR,
+            major: *major,
+            minor: *minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
 }
 
 fn spec_device(device: &LinuxDevice) -> Result<DeviceNode, RootfsError> {
@@ -82,9 +84,10 @@ pub fn dev_is_bind(spec: &Spec) -> bool {
 }
 
 fn has_mount(spec: &Spec, destination: &str, fstype: &str) -> bool {
-    spec.mounts().iter().flatten().any(|m| {
-        m.destination() == Path::new(destination) && m.typ().as_deref() == Some(fstype)
-    })
+    spec.mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new(destination) && m.typ().as_deref() == Some(fstype))
 }
 
 /// Default devices then the spec's (a spec entry replaces a default at the same path).
@@ -123,12 +126,18 @@ fn create_device(
     let target = sys
         .resolve(opts.rootfs, &node.path, Create::File)
         .map_err(device_error)?;
-    sys.mount(Some(&node.path), &target.mount_path(), Some("bind"), MsFlags::MS_BIND, None)
-        .map_err(|source| RootfsError::Mount {
-            destination: node.path.clone(),
-            what: format!("bind host device {:?}", node.path),
-            source,
-        })
+    sys.mount(
+        Some(&node.path),
+        &target.mount_path(),
+        Some("bind"),
+        MsFlags::MS_BIND,
+        None,
+    )
+    .map_err(|source| RootfsError::Mount {
+        destination: node.path.clone(),
+        what: format!("bind host device {:?}", node.path),
+        source,
+    })
 }
 
 /// /dev/fd, /dev/std{in,out,err}, /dev/core when /proc is mounted, and /dev/ptmx
@@ -166,7 +175,11 @@ pub fn create_dev_symlinks(
 
 /// Bind the console's pty slave onto `<rootfs>/dev/console` (an empty file is
 /// created first). With `rootfs` = `/` this works after the root is entered too.
-pub fn bind_console_with(sys: &dyn Syscall, rootfs: &Path, slave: &Path) -> Result<(), RootfsError> {
+pub fn bind_console_with(
+    sys: &dyn Syscall,
+    rootfs: &Path,
+    slave: &Path,
+) -> Result<(), RootfsError> {
     let console = Path::new("/dev/console");
     let target = sys
         .resolve(rootfs, console, Create::File)
@@ -174,12 +187,18 @@ pub fn bind_console_with(sys: &dyn Syscall, rootfs: &Path, slave: &Path) -> Resu
             path: console.to_path_buf(),
             source,
         })?;
-    sys.mount(Some(slave), &target.mount_path(), Some("bind"), MsFlags::MS_BIND, None)
-        .map_err(|source| RootfsError::Mount {
-            destination: console.to_path_buf(),
-            what: format!("bind console {slave:?}"),
-            source,
-        })
+    sys.mount(
+        Some(slave),
+        &target.mount_path(),
+        Some("bind"),
+        MsFlags::MS_BIND,
+        None,
+    )
+    .map_err(|source| RootfsError::Mount {
+        destination: console.to_path_buf(),
+        what: format!("bind console {slave:?}"),
+        source,
+    })
 }
 
 #[cfg(test)]

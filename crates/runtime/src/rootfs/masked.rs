@@ -38,14 +38,26 @@ pub fn mask_path(sys: &dyn Syscall, path: &Path) -> Result<(), RootfsError> {
             )
             .map_err(mount_error(path, "mask with tmpfs")),
         Kind::File => sys
-            .mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)
+            .mount(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
             .map_err(mount_error(path, "mask with /dev/null")),
     }
 }
 
 /// Bind the path onto itself, then remount it read-only keeping its locked flags.
 pub fn readonly_path(sys: &dyn Syscall, path: &Path) -> Result<(), RootfsError> {
-    match sys.mount(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+    match sys.mount(
+        Some(path),
+        path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    ) {
         Ok(()) => {}
         Err(Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(mount_error(path, "bind read-only path onto itself")(e)),
@@ -75,13 +87,26 @@ fn remount_readonly(sys: &dyn Syscall, path: &Path, extra: MsFlags) -> Result<()
 
 pub fn finalize_rootfs_with(sys: &dyn Syscall, spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
-    for path in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for path in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         mask_path(sys, Path::new(path))?;
     }
-    for path in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         readonly_path(sys, Path::new(path))?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         remount_readonly(sys, Path::new("/"), MsFlags::empty())?;
     }
     if let Some(propagation) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {

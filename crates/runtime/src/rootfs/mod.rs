@@ -16,6 +16,8 @@ mod syscall;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_root;
 
 use std::path::{Path, PathBuf};
 
@@ -57,7 +59,10 @@ pub enum RootfsError {
         source: Errno,
     },
     #[error("mount {destination:?}: {reason}")]
-    Invalid { destination: PathBuf, reason: String },
+    Invalid {
+        destination: PathBuf,
+        reason: String,
+    },
     #[error("device {path:?}: {source}")]
     Device {
         path: PathBuf,

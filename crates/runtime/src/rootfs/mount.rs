@@ -158,7 +158,12 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let value = bytes[i + 1..i + 4]
                 .iter()
                 .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
@@ -265,7 +270,11 @@ const PROC_ALLOWED: &[&str] = &[
 
 /// Refuse mounts over /proc (other than proc itself and the allowed files): a bind
 /// over /proc/self/... could hand the container host objects.
-fn check_proc_destination(inner: &Path, fstype: &str, destination: &Path) -> Result<(), RootfsError> {
+fn check_proc_destination(
+    inner: &Path,
+    fstype: &str,
+    destination: &Path,
+) -> Result<(), RootfsError> {
     if inner == Path::new("/proc") {
         if fstype == "proc" {
             return Ok(());
@@ -334,10 +343,18 @@ impl MountCtx<'_> {
             .kind(source)
             .map_err(|e| self.error(&format!("stat bind source {source:?}"), e))?
             .ok_or_else(|| self.error(&format!("bind source {source:?}"), Errno::ENOENT))?;
-        let create = if kind == Kind::File { Create::File } else { Create::Dir };
+        let create = if kind == Kind::File {
+            Create::File
+        } else {
+            Create::Dir
+        };
         let target = self.resolve(inner, create)?;
         check_proc_destination(&target.inner, "bind", self.destination)?;
-        let rec = if recursive { MsFlags::MS_REC } else { MsFlags::empty() };
+        let rec = if recursive {
+            MsFlags::MS_REC
+        } else {
+            MsFlags::empty()
+        };
         self.mount(
             &format!("bind {source:?}"),
             Some(source),
@@ -404,10 +421,13 @@ pub fn mount_to_rootfs(
     let data = options.data();
 
     if options.is_bind() || fstype == "bind" {
-        let source = mount.source().as_deref().ok_or_else(|| RootfsError::Invalid {
-            destination: destination.to_path_buf(),
-            reason: "bind mount without a source".into(),
-        })?;
+        let source = mount
+            .source()
+            .as_deref()
+            .ok_or_else(|| RootfsError::Invalid {
+                destination: destination.to_path_buf(),
+                reason: "bind mount without a source".into(),
+            })?;
         let source = if source.is_absolute() {
             source.to_path_buf()
         } else {
@@ -446,7 +466,13 @@ pub fn mount_to_rootfs(
                 // user namespace the kernel refuses these; the host's are the
                 // next best thing, as runc does.
                 ("mqueue", Err(Errno::EPERM | Errno::EBUSY)) => {
-                    ctx.bind(Path::new("/dev/mqueue"), &target.inner, false, options.flags, true)?;
+                    ctx.bind(
+                        Path::new("/dev/mqueue"),
+                        &target.inner,
+                        false,
+                        options.flags,
+                        true,
+                    )?;
                 }
                 ("sysfs", Err(Errno::EPERM)) => {
                     ctx.bind(Path::new("/sys"), &target.inner, true, options.flags, true)?;
@@ -473,7 +499,10 @@ pub struct V1Hierarchy {
 /// Pair the v1 cgroup mounts of mountinfo with the lines of /proc/self/cgroup.
 pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<V1Hierarchy> {
     let mut out: Vec<V1Hierarchy> = Vec::new();
-    for mount in parse_mountinfo(mountinfo).iter().filter(|m| m.fstype == "cgroup") {
+    for mount in parse_mountinfo(mountinfo)
+        .iter()
+        .filter(|m| m.fstype == "cgroup")
+    {
         if out.iter().any(|h| h.mount_point == mount.mount_point) {
             continue;
         }
@@ -483,9 +512,8 @@ pub fn v1_hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<V1Hierarchy> {
             let _id = parts.next()?;
             let controllers = parts.next()?;
             let path = parts.next()?;
-            (!controllers.is_empty()
-                && controllers.split(',').all(|c| super_options.contains(&c)))
-            .then(|| (controllers.to_string(), path.to_string()))
+            (!controllers.is_empty() && controllers.split(',').all(|c| super_options.contains(&c)))
+                .then(|| (controllers.to_string(), path.to_string()))
         });
         let Some((controllers, path)) = line else {
             continue;
@@ -516,7 +544,14 @@ fn mount_cgroup(
     if sys.is_cgroup2_host() {
         if opts.in_cgroup_ns {
             let target = ctx.resolve(destination, Create::Dir)?;
-            ctx.mount("mount cgroup2", Some(Path::new("cgroup2")), &target, Some("cgroup2"), flags, None)?;
+            ctx.mount(
+                "mount cgroup2",
+                Some(Path::new("cgroup2")),
+                &target,
+                Some("cgroup2"),
+                flags,
+                None,
+            )?;
         } else {
             // Without a cgroup namespace a fresh cgroup2 mount shows the host's
             // whole tree: bind the container's own cgroup instead.
@@ -566,11 +601,15 @@ fn mount_cgroup(
         let name = name.to_string_lossy();
         if name.contains(',') {
             for part in name.split(',') {
-                sys.symlink(opts.rootfs, &target.inner.join(part), Path::new(name.as_ref()))
-                    .map_err(|source| RootfsError::Destination {
-                        destination: destination.to_path_buf(),
-                        source,
-                    })?;
+                sys.symlink(
+                    opts.rootfs,
+                    &target.inner.join(part),
+                    Path::new(name.as_ref()),
+                )
+                .map_err(|source| RootfsError::Destination {
+                    destination: destination.to_path_buf(),
+                    source,
+                })?;
             }
         }
     }
@@ -606,8 +645,20 @@ mod tests {
         assert_eq!(o.data().as_deref(), Some("mode=755,size=65536k"));
         assert!(!o.atime_given);
 
-        let o = opts(&["ro", "rw", "nosuid", "suid", "strictatime", "rbind", "rprivate", "slave"]);
-        assert_eq!(o.flags, MsFlags::MS_STRICTATIME | MsFlags::MS_BIND | MsFlags::MS_REC);
+        let o = opts(&[
+            "ro",
+            "rw",
+            "nosuid",
+            "suid",
+            "strictatime",
+            "rbind",
+            "rprivate",
+            "slave",
+        ]);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_STRICTATIME | MsFlags::MS_BIND | MsFlags::MS_REC
+        );
         assert_eq!(
             o.propagation,
             vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SLAVE]
@@ -633,10 +684,19 @@ mod tests {
             ("nostrictatime", MountOption::Clear(MsFlags::MS_STRICTATIME)),
             ("bind", MountOption::Set(MsFlags::MS_BIND)),
             ("shared", MountOption::Propagation(MsFlags::MS_SHARED)),
-            ("rshared", MountOption::Propagation(MsFlags::MS_SHARED | MsFlags::MS_REC)),
-            ("rslave", MountOption::Propagation(MsFlags::MS_SLAVE | MsFlags::MS_REC)),
+            (
+                "rshared",
+                MountOption::Propagation(MsFlags::MS_SHARED | MsFlags::MS_REC),
+            ),
+            (
+                "rslave",
+                MountOption::Propagation(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            ),
             ("private", MountOption::Propagation(MsFlags::MS_PRIVATE)),
-            ("unbindable", MountOption::Propagation(MsFlags::MS_UNBINDABLE)),
+            (
+                "unbindable",
+                MountOption::Propagation(MsFlags::MS_UNBINDABLE),
+            ),
             (
                 "runbindable",
                 MountOption::Propagation(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
@@ -645,7 +705,10 @@ mod tests {
             assert_eq!(lookup_option(name), Some(expect), "{name}");
         }
         assert_eq!(lookup_option("newinstance"), None);
-        assert_eq!(parse_propagation("rslave").unwrap(), MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(
+            parse_propagation("rslave").unwrap(),
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        );
         assert!(parse_propagation("ro").is_err());
     }
 
@@ -673,7 +736,8 @@ mod tests {
 
     #[test]
     fn v1_hierarchies_point_at_own_cgroup() {
-        let cgroup = "9:name=systemd:/user.slice\n4:memory:/ctr/abc\n2:cpu,cpuacct:/ctr/abc\n0::/\n";
+        let cgroup =
+            "9:name=systemd:/user.slice\n4:memory:/ctr/abc\n2:cpu,cpuacct:/ctr/abc\n0::/\n";
         let h = v1_hierarchies(MOUNTINFO, cgroup);
         assert_eq!(h.len(), 3);
         assert_eq!(h[0].source, Path::new("/sys/fs/cgroup/cpu,cpuacct/ctr/abc"));

@@ -14,7 +14,11 @@ fn sys_error(what: &str, path: &Path) -> impl FnOnce(nix::errno::Errno) -> Rootf
 }
 
 /// Enter `rootfs` (already a mount point) as `/`.
-pub fn enter_rootfs_with(sys: &dyn Syscall, rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+pub fn enter_rootfs_with(
+    sys: &dyn Syscall,
+    rootfs: &Path,
+    no_pivot: bool,
+) -> Result<(), RootfsError> {
     let on_ramfs = sys
         .is_ramfs(Path::new("/"))
         .map_err(sys_error("statfs", Path::new("/")))?;
@@ -30,11 +34,17 @@ pub fn enter_rootfs_with(sys: &dyn Syscall, rootfs: &Path, no_pivot: bool) -> Re
 fn pivot_root(sys: &dyn Syscall, rootfs: &Path) -> Result<(), RootfsError> {
     let root = Path::new("/");
     let dot = Path::new(".");
-    let old_root = sys.open_dir(root).map_err(sys_error("open old root", root))?;
-    let new_root = sys.open_dir(rootfs).map_err(sys_error("open new root", rootfs))?;
+    let old_root = sys
+        .open_dir(root)
+        .map_err(sys_error("open old root", root))?;
+    let new_root = sys
+        .open_dir(rootfs)
+        .map_err(sys_error("open new root", rootfs))?;
     sys.fchdir(&new_root).map_err(sys_error("fchdir", rootfs))?;
-    sys.pivot_root(dot, dot).map_err(sys_error("pivot_root", rootfs))?;
-    sys.fchdir(&old_root).map_err(sys_error("fchdir to old root", root))?;
+    sys.pivot_root(dot, dot)
+        .map_err(sys_error("pivot_root", rootfs))?;
+    sys.fchdir(&old_root)
+        .map_err(sys_error("fchdir to old root", root))?;
     // rslave first: the detach below must not propagate to the host's mounts.
     sys.mount(None, dot, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
         .map_err(sys_error("make old root rslave", root))?;
@@ -48,6 +58,7 @@ fn move_root(sys: &dyn Syscall, rootfs: &Path) -> Result<(), RootfsError> {
     sys.chdir(rootfs).map_err(sys_error("chdir", rootfs))?;
     sys.mount(Some(rootfs), &root, None, MsFlags::MS_MOVE, None)
         .map_err(sys_error("move rootfs onto /", rootfs))?;
-    sys.chroot(Path::new(".")).map_err(sys_error("chroot", rootfs))?;
+    sys.chroot(Path::new("."))
+        .map_err(sys_error("chroot", rootfs))?;
     sys.chdir(&root).map_err(sys_error("chdir", &root))
 }

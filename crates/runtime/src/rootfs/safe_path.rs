@@ -296,8 +296,7 @@ mod tests {
         let r = resolve_in_root(root.path(), Path::new("../../etc"), Create::Nothing).unwrap();
         assert_eq!(r.inner, Path::new("/etc"));
         assert_eq!(r.host, root.path().join("etc"));
-        let r = resolve_in_root(root.path(), Path::new("/usr/../../../"), Create::Nothing)
-            .unwrap();
+        let r = resolve_in_root(root.path(), Path::new("/usr/../../../"), Create::Nothing).unwrap();
         assert_eq!(r.inner, Path::new("/"));
     }
 
@@ -347,7 +346,10 @@ mod tests {
         symlink("b", root.path().join("a")).unwrap();
         symlink("a", root.path().join("b")).unwrap();
         let err = resolve_in_root(root.path(), Path::new("/a/x"), Create::Dir).unwrap_err();
-        assert!(matches!(err, SafePathError::TooManySymlinks { .. }), "{err}");
+        assert!(
+            matches!(err, SafePathError::TooManySymlinks { .. }),
+            "{err}"
+        );
         symlink("self", root.path().join("self")).unwrap();
         let err = resolve_in_root(root.path(), Path::new("/self"), Create::Nothing).unwrap_err();
         assert_eq!(err.errno(), Some(Errno::ELOOP));

@@ -96,8 +96,14 @@ pub struct Linux;
 
 fn split_parent(path: &Path) -> (PathBuf, std::ffi::OsString) {
     let cleaned = safe_path::clean_inner(path);
-    let name = cleaned.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let parent = cleaned.parent().map(Path::to_path_buf).unwrap_or_else(|| "/".into());
+    let name = cleaned
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let parent = cleaned
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| "/".into());
     (parent, name)
 }
 
@@ -153,7 +159,8 @@ impl Syscall for Linux {
     fn kind(&self, path: &Path) -> nix::Result<Option<Kind>> {
         match nix::sys::stat::stat(path) {
             Ok(st) => {
-                let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+                let is_dir =
+                    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
                 Ok(Some(if is_dir { Kind::Dir } else { Kind::File }))
             }
             Err(Errno::ENOENT) => Ok(None),
@@ -255,8 +262,11 @@ impl Syscall for Linux {
             Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         };
-        match nix::unistd::unlinkat(&dir.fd, name.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-        {
+        match nix::unistd::unlinkat(
+            &dir.fd,
+            name.as_os_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(source) => Err(SafePathError::Component {
                 path: path.to_path_buf(),
@@ -354,7 +364,9 @@ pub mod recorder {
         ) -> nix::Result<()> {
             self.record(format!(
                 "mount {} {} {} {}{}",
-                source.map(|s| s.display().to_string()).unwrap_or("-".into()),
+                source
+                    .map(|s| s.display().to_string())
+                    .unwrap_or("-".into()),
                 target.display(),
                 fstype.unwrap_or("-"),
                 flags_str(flags),
@@ -367,7 +379,11 @@ pub mod recorder {
             Ok(())
         }
         fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()> {
-            self.record(format!("pivot_root {} {}", new_root.display(), put_old.display()));
+            self.record(format!(
+                "pivot_root {} {}",
+                new_root.display(),
+                put_old.display()
+            ));
             Ok(())
         }
         fn chroot(&self, path: &Path) -> nix::Result<()> {
@@ -449,7 +465,11 @@ pub mod recorder {
             Ok(())
         }
         fn symlink(&self, _root: &Path, link: &Path, target: &Path) -> Result<(), SafePathError> {
-            self.record(format!("symlink {} -> {}", link.display(), target.display()));
+            self.record(format!(
+                "symlink {} -> {}",
+                link.display(),
+                target.display()
+            ));
             Ok(())
         }
         fn remove(&self, _root: &Path, path: &Path) -> Result<(), SafePathError> {

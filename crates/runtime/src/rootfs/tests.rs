@@ -151,7 +151,9 @@ fn dev_bind_mount_means_no_device_creation() {
     prepare_rootfs_with(&sys, &spec, &options(false)).unwrap();
     let calls = sys.calls();
     assert_eq!(calls.last().unwrap(), "mount /dev /r/dev - BIND|REC");
-    assert!(!calls.iter().any(|c| c.starts_with("mknod") || c.starts_with("symlink")));
+    assert!(!calls
+        .iter()
+        .any(|c| c.starts_with("mknod") || c.starts_with("symlink")));
 }
 
 #[test]
@@ -177,7 +179,10 @@ fn cgroup_v2_host_binds_own_cgroup_or_mounts_in_cgroupns() {
     sys.calls.borrow_mut().clear();
     opts.in_cgroup_ns = true;
     mount::mount_to_rootfs(&sys, &spec.mounts().as_ref().unwrap()[0], &opts).unwrap();
-    assert_eq!(sys.calls(), ["mount cgroup2 /r/sys/fs/cgroup cgroup2 RDONLY"]);
+    assert_eq!(
+        sys.calls(),
+        ["mount cgroup2 /r/sys/fs/cgroup cgroup2 RDONLY"]
+    );
 }
 
 #[test]
