@@ -85,6 +85,28 @@ const ATIME_OPTIONS: &[&str] = &[
     "nostrictatime",
 ];
 
+/// runc's recursive variants of the flag options.
+const RECURSIVE_OPTIONS: &[&str] = &[
+    "rro",
+    "rrw",
+    "rsuid",
+    "rnosuid",
+    "rdev",
+    "rnodev",
+    "rexec",
+    "rnoexec",
+    "ratime",
+    "rnoatime",
+    "rdiratime",
+    "rnodiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rsymfollow",
+    "rnosymfollow",
+];
+
 /// A mount's `options` split into flags, propagation changes and data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOptions {
@@ -420,6 +442,18 @@ pub fn mount_to_rootfs(
     let fstype = mount.typ().as_deref().unwrap_or("");
     let data = options.data();
 
+    // Recursive attributes (rro, rnosuid …) need mount_setattr(2), which we do not
+    // use yet; passed on as data they would be ignored and leave submounts writable.
+    if let Some(recursive) = options
+        .data
+        .iter()
+        .find(|d| RECURSIVE_OPTIONS.contains(&d.as_str()))
+    {
+        return Err(RootfsError::Invalid {
+            destination: destination.to_path_buf(),
+            reason: format!("recursive mount option {recursive:?} is not supported"),
+        });
+    }
     if options.is_bind() || fstype == "bind" {
         let source = mount
             .source()

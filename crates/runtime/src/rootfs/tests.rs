@@ -281,3 +281,14 @@ fn console_bind() {
     device::bind_console_with(&sys, Path::new("/r"), Path::new("/dev/pts/7")).unwrap();
     assert_eq!(sys.calls(), ["mount /dev/pts/7 /r/dev/console bind BIND"]);
 }
+
+#[test]
+fn recursive_options_are_refused_not_ignored() {
+    let spec = spec(serde_json::json!({
+        "mounts": [{"destination": "/data", "type": "bind", "source": "/b/data",
+                    "options": ["rbind", "rro"]}]
+    }));
+    let sys = Recorder::default();
+    let err = prepare_rootfs_with(&sys, &spec, &options(false)).unwrap_err();
+    assert!(err.to_string().contains("\"rro\""), "{err}");
+}
