@@ -39,6 +39,8 @@ pub enum RuntimeError {
         context: String,
         source: std::io::Error,
     },
+    #[error("rootfs: {0}")]
+    Rootfs(#[from] crate::rootfs::RootfsError),
     #[error("cgroups: {0}")]
     Cgroup(#[from] CgroupError),
     #[error("{0}")]
