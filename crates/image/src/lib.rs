@@ -1,0 +1,14 @@
+//! berth's image side: everything between a registry (or an archive) and an
+//! unpacked, mountable root filesystem. No HTTP server and no engine state here:
+//! berthd calls this library.
+//!
+//! - [`digest`]: content digests and hashing while streaming.
+//! - [`model`]: OCI and Docker manifests, indexes, image configs, platforms, chain IDs.
+//! - [`error`]: the typed errors, each naming the image, layer or blob concerned.
+
+pub mod digest;
+pub mod error;
+pub mod model;
+
+pub use digest::Digest;
+pub use error::{ImageError, Result};
