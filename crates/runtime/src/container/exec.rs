@@ -62,11 +62,21 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
     }
     let process = build_process(&container.config, opts)?;
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.detach {
         return Err(RuntimeError::Other(
-            "exec with a terminal needs --console-socket".into(),
+            "exec -d with a terminal needs --console-socket".into(),
         ));
     }
+    // In the foreground with a terminal and no console socket, we are the console.
+    let own_console = if terminal && opts.console_socket.is_none() {
+        Some(super::tty::ConsoleListener::bind(&global.root)?)
+    } else {
+        None
+    };
+    let console_path = opts
+        .console_socket
+        .clone()
+        .or_else(|| own_console.as_ref().map(|l| l.path().to_path_buf()));
     let seccomp = container
         .config
         .linux()
@@ -76,8 +86,7 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
         .transpose()?;
     let joins = namespaces::of_process(container.pid)?;
     let cgroup = cgroups::manager(&container.cgroup_path)?;
-    let console = opts
-        .console_socket
+    let console = console_path
         .as_deref()
         .filter(|_| terminal)
         .map(console::connect)
@@ -159,7 +168,25 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    wait_forwarding(pid, &mask)
+    let Some(listener) = own_console else {
+        return wait_forwarding(pid, &mask);
+    };
+    let master = listener.receive_master()?;
+    drop(listener);
+    super::tty::copy_window_size(master.as_raw_fd());
+    let raw = super::tty::RawMode::enter();
+    let done = super::tty::start_copy(&master)?;
+    let fd = master.as_raw_fd();
+    let code = super::wait_forwarding_with(pid, &mask, &|sig| {
+        if sig == nix::sys::signal::Signal::SIGWINCH {
+            super::tty::copy_window_size(fd);
+            return true;
+        }
+        false
+    })?;
+    super::tty::drain(&done);
+    drop(raw);
+    Ok(code)
 }
 
 /// In the container's namespaces and cgroup: become the process and exec it.
