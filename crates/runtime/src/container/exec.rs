@@ -42,6 +42,8 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// The process's stdin, stdout and stderr, when not ours (a shim's pipes).
+    pub stdio: Option<[i32; 3]>,
     pub ignore_paused: bool,
 }
 
@@ -113,6 +115,12 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
             child.expect(&Message::Proceed)?;
             let pid = clone_process(nix::sched::CloneFlags::empty())?;
             if pid == 0 {
+                if let Some(stdio) = opts.stdio {
+                    if let Err(e) = super::init::install_stdio(stdio) {
+                        let _ = child.send(&Message::Error(e.to_string()));
+                        exit_child(127);
+                    }
+                }
                 let err = match exec_stage(
                     &process,
                     seccomp.as_ref(),
