@@ -3,3 +3,4 @@
 //! crates/api. This crate puts them together into the daemon process.
 
 pub mod config;
+pub mod daemon;
