@@ -8,3 +8,4 @@
 
 pub mod spec;
 pub mod types;
+pub mod user;
