@@ -7,5 +7,6 @@
 //!   runtime spec (config.json) that the shim hands to the runtime.
 
 pub mod spec;
+pub mod store;
 pub mod types;
 pub mod user;
