@@ -690,28 +690,30 @@ impl Registry {
             }
             let scope_key = scopes.join(" ");
             self.shared.auth.forget_token(&endpoint.host, &scope_key);
-            if fresh || challenged {
+            if challenged {
                 let message = error_message(response);
                 return Err(self.unauthorized(&call.what, message));
             }
             challenged = true;
-            match self.learn_challenge(endpoint, &response) {
-                None => {
-                    return Err(self.unauthorized(&call.what, "no usable WWW-Authenticate".into()))
-                }
-                Some(Challenge::Basic { .. }) if endpoint.credentials.is_none() => {
-                    return Err(self.unauthorized(&call.what, "no credentials".into()))
-                }
-                Some(Challenge::Bearer {
-                    scope: Some(scope), ..
-                }) => {
-                    for s in scope.split(' ') {
+            // A 401 to credentials obtained just now is final, unless the challenge
+            // names a scope the token lacked.
+            let final_answer = match self.learn_challenge(endpoint, &response) {
+                None => true,
+                Some(Challenge::Basic { .. }) => fresh || endpoint.credentials.is_none(),
+                Some(Challenge::Bearer { scope, .. }) => {
+                    let mut added = false;
+                    for s in scope.as_deref().unwrap_or_default().split(' ') {
                         if !s.is_empty() && !scopes.iter().any(|have| have == s) {
                             scopes.push(s.to_string());
+                            added = true;
                         }
                     }
+                    fresh && !added
                 }
-                Some(_) => {}
+            };
+            if final_answer {
+                let message = error_message(response);
+                return Err(self.unauthorized(&call.what, message));
             }
         }
     }

@@ -18,7 +18,9 @@ pub mod config;
 pub mod progress;
 pub mod push;
 
-pub use client::{FetchedManifest, ManifestHead, Registry, RegistryClient, RetryPolicy};
+pub use client::{
+    ClientOptions, FetchedManifest, ManifestHead, Registry, RegistryClient, RetryPolicy,
+};
 pub use config::{Credentials, RegistryConfig};
 pub use progress::{Phase, ProgressEvent};
 pub use push::{BlobPushOutcome, UploadPolicy};
