@@ -1096,3 +1096,115 @@ fn invalid_names_never_reach_the_network() {
         Err(ImageError::InvalidReference { .. })
     ));
 }
+
+#[test]
+fn blob_redirect_is_followed_without_leaking_credentials() {
+    let blob = b"stored elsewhere".to_vec();
+    let served = blob.clone();
+    let storage = ScriptedServer::start(move |_, _| reply(200, &[], served.clone()));
+    let location = format!("http://{}/bucket/object?sig=1", storage.address);
+    let server = ScriptedServer::start(move |request, _| {
+        if request.header("authorization").is_none() {
+            return reply(401, &[("WWW-Authenticate", r#"Basic realm="r""#)], "");
+        }
+        if request.path == "/v2/" {
+            return reply(200, &[], "{}");
+        }
+        reply(307, &[("Location", &location)], "")
+    });
+    let client = client_with(
+        RegistryConfig::new().with_credentials(
+            &server.address,
+            berth_image::registry::Credentials {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        ),
+        UploadPolicy::default(),
+    );
+    let registry = client.registry(&server.address);
+    assert_eq!(fetch(&registry, "x/y", &Digest::of(&blob)), blob);
+    let at_storage = storage.requests();
+    assert_eq!(at_storage.len(), 1);
+    assert_eq!(at_storage[0].path, "/bucket/object?sig=1");
+    assert!(at_storage[0].header("authorization").is_none());
+}
+
+#[test]
+fn refused_cached_token_is_refreshed_and_challenge_scope_added() {
+    let image = make_image(b"rotating");
+    let manifest = image.manifest.clone();
+    let address = Arc::new(Mutex::new(String::new()));
+    let realm_address = address.clone();
+    let server = ScriptedServer::start(move |request, _| {
+        static ISSUED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let realm = format!("http://{}/token", realm_address.lock().unwrap());
+        if request.path.starts_with("/token") {
+            // Each token is good for one request; the manifest also needs "extra".
+            let n = ISSUED.fetch_add(1, Ordering::SeqCst);
+            let extra = request.path.contains("scope=extra");
+            return reply(200, &[], format!(r#"{{"token": "t{n}-{extra}"}}"#));
+        }
+        static USED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let token = request
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let fresh = token.as_ref().is_some_and(|t| {
+            let mut used = USED.lock().unwrap();
+            let ok = !used.contains(t) && t.ends_with("-true");
+            used.push(t.clone());
+            ok
+        });
+        if !fresh {
+            let challenge =
+                format!(r#"Bearer realm="{realm}",service="s",scope="repository:a/b:pull extra""#);
+            return reply(401, &[("WWW-Authenticate", &challenge)], "");
+        }
+        manifest_reply(&manifest)
+    });
+    *address.lock().unwrap() = server.address.clone();
+    let registry = client().registry(&server.address);
+    for _ in 0..2 {
+        assert_eq!(
+            registry.get_manifest("a/b", "v1").unwrap().bytes,
+            image.manifest
+        );
+    }
+}
+
+#[test]
+fn chunked_push_to_scripted_server_sends_content_ranges() {
+    let server = ScriptedServer::start(|request, _| {
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/v2/") => reply(200, &[], "{}"),
+            ("HEAD", _) => reply(404, &[], ""),
+            ("POST", _) => reply(202, &[("Location", "/upload/1?_state=abc")], ""),
+            ("PATCH", _) => reply(202, &[("Location", "/upload/1?_state=next")], ""),
+            ("PUT", path) if path.starts_with("/upload/1?_state=next&digest=sha256:") => {
+                reply(201, &[], "")
+            }
+            _ => reply(400, &[], "unexpected"),
+        }
+    });
+    let client = client_with(
+        RegistryConfig::new(),
+        UploadPolicy {
+            monolithic_max: 10,
+            chunk_size: 10,
+        },
+    );
+    let registry = client.registry(&server.address);
+    let data = b"twenty-five bytes of data".to_vec();
+    assert_eq!(
+        push_bytes(&registry, "x/y", &data, None),
+        BlobPushOutcome::Uploaded
+    );
+    let ranges: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.header("content-range").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ranges, ["0-9", "10-19", "20-24"]);
+}

@@ -159,7 +159,9 @@ fn make_agent(insecure: bool) -> Agent {
         .http_status_as_error(false)
         .tls_config(tls)
         .max_redirects(8)
-        .redirect_auth_headers(RedirectAuthHeaders::SameHost)
+        // Never: ureq's "same host" ignores the port, and blob redirects go to storage
+        // (S3, a CDN) with signed URLs that need no registry credentials.
+        .redirect_auth_headers(RedirectAuthHeaders::Never)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_per_read(Some(Duration::from_secs(120)))
         .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
@@ -678,7 +680,8 @@ impl Registry {
         let mut scopes = call.scopes.clone();
         let mut challenged = false;
         loop {
-            let (authorization, fresh) = self.authorization(endpoint, &scopes, &call.what)?;
+            let (authorization, fresh) =
+                self.authorization(endpoint, &scopes, challenged, &call.what)?;
             let authorization = authorization.filter(|_| same_origin(endpoint, &call.url));
             let response = self.with_retries(&call.what, || {
                 let request = build_request(call, authorization.as_deref())
@@ -719,11 +722,13 @@ impl Registry {
     }
 
     /// The `Authorization` value to send, and whether it was obtained just now (a 401
-    /// in answer to fresh credentials is final).
+    /// in answer to fresh credentials is final). `refresh` skips the token cache: the
+    /// registry has just refused what we sent.
     fn authorization(
         &self,
         endpoint: &Endpoint,
         scopes: &[String],
+        refresh: bool,
         what: &str,
     ) -> Result<(Option<String>, bool)> {
         match self.shared.auth.scheme(&endpoint.host) {
@@ -731,8 +736,10 @@ impl Registry {
             Some(AuthScheme::Basic) => Ok((endpoint.credentials.as_ref().map(basic_header), true)),
             Some(AuthScheme::Bearer { realm, service }) => {
                 let key = scopes.join(" ");
-                if let Some(token) = self.shared.auth.token(&endpoint.host, &key) {
-                    return Ok((Some(format!("Bearer {token}")), false));
+                if !refresh {
+                    if let Some(token) = self.shared.auth.token(&endpoint.host, &key) {
+                        return Ok((Some(format!("Bearer {token}")), false));
+                    }
                 }
                 let (token, lifetime) =
                     self.fetch_token(endpoint, &realm, service.as_deref(), scopes, what)?;
