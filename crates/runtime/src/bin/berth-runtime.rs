@@ -275,6 +275,7 @@ fn create_options(a: CreateArgs) -> Result<CreateOptions> {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        stdio: None,
     })
 }
 
@@ -337,6 +338,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     detach: a.detach,
                     pid_file: a.pid_file,
                     preserve_fds: a.preserve_fds,
+                    stdio: None,
                     ignore_paused: a.ignore_paused,
                 },
             );

@@ -38,6 +38,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// The container's stdin, stdout and stderr, when not ours (a shim's pipes).
+    pub stdio: Option<[i32; 3]>,
 }
 
 /// How the init waits once it is set up.
@@ -155,6 +157,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds + listen_fds(),
+        stdio: opts.stdio,
         listen_fds: listen_fds(),
     };
 

@@ -42,6 +42,8 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// The process's stdin, stdout and stderr, when not ours (a shim's pipes).
+    pub stdio: Option<[i32; 3]>,
     pub ignore_paused: bool,
 }
 
@@ -62,11 +64,21 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
     }
     let process = build_process(&container.config, opts)?;
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.detach {
         return Err(RuntimeError::Other(
-            "exec with a terminal needs --console-socket".into(),
+            "exec -d with a terminal needs --console-socket".into(),
         ));
     }
+    // In the foreground with a terminal and no console socket, we are the console.
+    let own_console = if terminal && opts.console_socket.is_none() {
+        Some(super::tty::ConsoleListener::bind(&global.root)?)
+    } else {
+        None
+    };
+    let console_path = opts
+        .console_socket
+        .clone()
+        .or_else(|| own_console.as_ref().map(|l| l.path().to_path_buf()));
     let seccomp = container
         .config
         .linux()
@@ -76,8 +88,7 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
         .transpose()?;
     let joins = namespaces::of_process(container.pid)?;
     let cgroup = cgroups::manager(&container.cgroup_path)?;
-    let console = opts
-        .console_socket
+    let console = console_path
         .as_deref()
         .filter(|_| terminal)
         .map(console::connect)
@@ -104,6 +115,12 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
             child.expect(&Message::Proceed)?;
             let pid = clone_process(nix::sched::CloneFlags::empty())?;
             if pid == 0 {
+                if let Some(stdio) = opts.stdio {
+                    if let Err(e) = super::init::install_stdio(stdio) {
+                        let _ = child.send(&Message::Error(e.to_string()));
+                        exit_child(127);
+                    }
+                }
                 let err = match exec_stage(
                     &process,
                     seccomp.as_ref(),
@@ -159,7 +176,25 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    wait_forwarding(pid, &mask)
+    let Some(listener) = own_console else {
+        return wait_forwarding(pid, &mask);
+    };
+    let master = listener.receive_master()?;
+    drop(listener);
+    super::tty::copy_window_size(master.as_raw_fd());
+    let raw = super::tty::RawMode::enter();
+    let done = super::tty::start_copy(&master)?;
+    let fd = master.as_raw_fd();
+    let code = super::wait_forwarding_with(pid, &mask, &|sig| {
+        if sig == nix::sys::signal::Signal::SIGWINCH {
+            super::tty::copy_window_size(fd);
+            return true;
+        }
+        false
+    })?;
+    super::tty::drain(&done);
+    drop(raw);
+    Ok(code)
 }
 
 /// In the container's namespaces and cgroup: become the process and exec it.

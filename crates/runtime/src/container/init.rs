@@ -48,6 +48,7 @@ pub struct InitContext<'a> {
     pub no_new_keyring: bool,
     /// Fds 3.. (3 + preserve_fds) are passed to the container process.
     pub preserve_fds: u32,
+    pub stdio: Option<[i32; 3]>,
     pub listen_fds: u32,
 }
 
@@ -64,6 +65,12 @@ pub fn run(ctx: &InitContext, parent_is_runtime: bool) -> ! {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
+    if let Some(stdio) = ctx.stdio {
+        if let Err(e) = install_stdio(stdio) {
+            let _ = ctx.channel.send(&Message::Error(e.to_string()));
+            exit_child(1);
+        }
+    }
     let err = match setup_and_exec(ctx) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -351,4 +358,31 @@ fn join_session_keyring(id: &str) {
     };
     // SAFETY: keyctl JOIN_SESSION_KEYRING reads a NUL-terminated name that outlives the call.
     unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+}
+
+/// Make `fds` our stdin, stdout and stderr. They are first moved above 2 so that
+/// one of them being 0, 1 or 2 already cannot be clobbered by another's dup2.
+pub(crate) fn install_stdio(fds: [i32; 3]) -> Result<()> {
+    let mut high = [0; 3];
+    for (i, fd) in fds.iter().enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC on an fd number; failure is reported.
+        let dup = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if dup < 0 {
+            return Err(RuntimeError::sys(
+                format!("duplicate stdio fd {fd}"),
+                nix::errno::Errno::last(),
+            ));
+        }
+        high[i] = dup;
+    }
+    for (target, fd) in high.iter().enumerate() {
+        // SAFETY: dup2 onto 0-2, which are ours to replace; then close the copy.
+        unsafe {
+            if libc::dup2(*fd, target as i32) < 0 {
+                return Err(RuntimeError::sys("dup2 stdio", nix::errno::Errno::last()));
+            }
+            libc::close(*fd);
+        }
+    }
+    Ok(())
 }

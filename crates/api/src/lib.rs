@@ -1,0 +1,9 @@
+//! The Docker Engine API over HTTP/1.1: paths, version negotiation, JSON errors.
+//! Handlers call a [`Backend`] (the engine); this crate knows HTTP, not containers.
+
+pub mod error;
+pub mod server;
+pub mod version;
+
+pub use error::ApiError;
+pub use server::{serve_unix, Backend, Request, Response};
