@@ -5,10 +5,12 @@
 //! - [`digest`]: content digests and hashing while streaming.
 //! - [`model`]: OCI and Docker manifests, indexes, image configs, platforms, chain IDs.
 //! - [`error`]: the typed errors, each naming the image, layer or blob concerned.
+//! - [`registry`]: the Distribution API v2 client (pull, push, auth, mirrors).
 
 pub mod digest;
 pub mod error;
 pub mod model;
+pub mod registry;
 
 pub use digest::Digest;
 pub use error::{ImageError, Result};
