@@ -6,6 +6,7 @@
 //! - [`spec`]: a container's configuration and its image's, rendered once into the OCI
 //!   runtime spec (config.json) that the shim hands to the runtime.
 
+pub mod container;
 pub mod names;
 pub mod shim_client;
 pub mod spec;
