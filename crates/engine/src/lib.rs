@@ -7,6 +7,8 @@
 //!   runtime spec (config.json) that the shim hands to the runtime.
 
 pub mod container;
+pub mod engine;
+pub mod images;
 pub mod names;
 pub mod shim_client;
 pub mod spec;
