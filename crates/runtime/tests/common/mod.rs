@@ -230,6 +230,8 @@ pub struct Test {
     cgroups: RefCell<Vec<String>>,
     counter: Cell<u32>,
     cleanups: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// Mounts the test made itself (not leaks of the runtime).
+    own_mounts: RefCell<Vec<PathBuf>>,
 }
 
 impl Test {
@@ -249,6 +251,7 @@ impl Test {
             cgroups: RefCell::new(Vec::new()),
             counter: Cell::new(0),
             cleanups: RefCell::new(Vec::new()),
+            own_mounts: RefCell::new(Vec::new()),
         }
     }
 
@@ -277,6 +280,28 @@ impl Test {
     /// when the test ends.
     pub fn track_cgroup(&self, path: &str) {
         self.cgroups.borrow_mut().push(path.to_string());
+    }
+
+    /// Bind-mounts the test dir onto itself as a shared mount, so propagation settings of
+    /// the container's root have a peer group to follow (the host's / may be private).
+    pub fn share_dir(&self) {
+        let dir = self.dir.to_str().unwrap();
+        host("mount", &["--bind", dir, dir]);
+        host("mount", &["--make-shared", dir]);
+        self.own_mounts.borrow_mut().push(self.dir.clone());
+        let path = self.dir.clone();
+        self.on_cleanup(move || {
+            let _ = nix::mount::umount2(path.as_path(), nix::mount::MntFlags::MNT_DETACH);
+        });
+    }
+
+    /// Mounts under the test dir that the test did not make itself.
+    pub fn leaked_mounts(&self) -> Vec<PathBuf> {
+        let own = self.own_mounts.borrow();
+        mounts_under(&self.dir)
+            .into_iter()
+            .filter(|m| !own.contains(m))
+            .collect()
     }
 
     /// Runs `f` when the test ends (before containers are deleted).
@@ -446,7 +471,7 @@ impl Test {
         for dir in cgroup_dirs(&cgroup) {
             assert!(!dir.exists(), "cgroup dir {} is left", dir.display());
         }
-        let mounts = mounts_under(&self.dir);
+        let mounts = self.leaked_mounts();
         assert!(mounts.is_empty(), "mounts left under the test dir: {mounts:?}");
     }
 
@@ -463,9 +488,6 @@ impl Test {
 
 impl Drop for Test {
     fn drop(&mut self) {
-        for cleanup in self.cleanups.borrow_mut().drain(..) {
-            cleanup();
-        }
         for id in self.containers.borrow().iter() {
             let mut cmd = Command::new(&self.bin);
             cmd.arg("--root")
@@ -481,7 +503,10 @@ impl Drop for Test {
                 remove_cgroup_tree(&dir);
             }
         }
-        let left = mounts_under(&self.dir);
+        let left = self.leaked_mounts();
+        for cleanup in self.cleanups.borrow_mut().drain(..) {
+            cleanup();
+        }
         for mount in left.iter().rev() {
             let _ = nix::mount::umount2(mount.as_path(), nix::mount::MntFlags::MNT_DETACH);
         }
