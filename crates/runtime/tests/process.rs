@@ -49,7 +49,8 @@ fn user_group_and_additional_groups() {
     groups.sort();
     assert_eq!(groups, ["10", "1001", "20"], "{out}");
     assert_eq!(status_field(&out, "Uid").split_whitespace().collect::<Vec<_>>(), ["1000"; 4]);
-    let mut supplementary: Vec<&str> = status_field(&out, "Groups").split_whitespace().collect::<Vec<_>>();
+    let groups_field = status_field(&out, "Groups");
+    let mut supplementary: Vec<&str> = groups_field.split_whitespace().collect();
     supplementary.sort();
     assert_eq!(supplementary, ["10", "20"], "{out}");
 }
@@ -92,10 +93,13 @@ fn default_capabilities() {
     let status = t.sh(&mut b, "cat /proc/1/status");
     // CAP_KILL (5), CAP_NET_BIND_SERVICE (10), CAP_AUDIT_WRITE (29).
     let expected = format!("{:016x}", (1u64 << 5) | (1 << 10) | (1 << 29));
-    for field in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+    for field in ["CapEff", "CapPrm", "CapBnd"] {
         assert_eq!(status_field(&status, field), expected, "{field}");
     }
+    // runc's spec lists ambient caps but no inheritable ones; the kernel only raises an
+    // ambient cap that is also inheritable, so both sets stay empty.
     assert_eq!(status_field(&status, "CapInh"), "0000000000000000");
+    assert_eq!(status_field(&status, "CapAmb"), "0000000000000000");
 }
 
 #[test]
@@ -125,6 +129,8 @@ fn capabilities_for_non_root_user() {
     let t = Test::new("capsuser");
     let mut b = t.bundle();
     b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    let caps = b.config["process"]["capabilities"]["bounding"].clone();
+    b.config["process"]["capabilities"]["inheritable"] = caps;
     let status = t.sh(&mut b, "cat /proc/1/status");
     let expected = format!("{:016x}", (1u64 << 5) | (1 << 10) | (1 << 29));
     // The ambient set keeps the caps across the switch to a non-root uid.
@@ -245,23 +251,28 @@ fn seccomp_argument_filter() {
 fn seccomp_kill_default_action() {
     let t = Test::new("seccompkill");
     let mut b = t.bundle();
-    // Everything allowed except getppid, which kills the process.
+    // Everything allowed except sync, which kills with SIGSYS.
     b.config["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{ "names": ["getppid"], "action": "SCMP_ACT_KILL" }]
+        "syscalls": [{ "names": ["sync"], "action": "SCMP_ACT_KILL" }]
     });
-    b.sh("echo before; echo $PPID; echo after");
-    let out = t.run(&mut b, "c1");
-    assert!(out.stdout.starts_with("before\n"), "{out}");
-    assert!(!out.stdout.contains("after"), "{out}");
-    assert_eq!(out.code, 128 + 31, "killed by SIGSYS: {out}");
+    let out = t.sh(&mut b, "echo before; sync; echo status=$?");
+    assert_eq!(out, format!("before\nstatus={}\n", 128 + 31));
 }
 
 #[test]
-fn lsm_labels_are_accepted_without_the_lsm() {
-    let t = Test::new("lsm");
+fn apparmor_profile_is_accepted_without_apparmor() {
+    let t = Test::new("apparmor");
     let mut b = t.bundle();
     b.config["process"]["apparmorProfile"] = json!("berth-test-profile");
+    assert_eq!(t.sh(&mut b, "echo ran"), "ran\n");
+}
+
+/// runc refuses an SELinux label on a host without SELinux; the issue asks to ignore it.
+#[test]
+fn selinux_label_is_accepted_without_selinux() {
+    let t = Test::new("selinux");
+    let mut b = t.bundle();
     b.config["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0:c1,c2");
     b.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0:c1,c2");
     assert_eq!(t.sh(&mut b, "echo ran"), "ran\n");
