@@ -210,7 +210,9 @@ fn relative_cgroups_path() {
         .find(|d| d.starts_with("/sys/fs/cgroup/pids"))
         .unwrap();
     assert_eq!(
-        fs::read_to_string(pids_dir.join("pids.max")).unwrap().trim(),
+        fs::read_to_string(pids_dir.join("pids.max"))
+            .unwrap()
+            .trim(),
         "44"
     );
     t.rt(&["delete", "--force", "c1"]).ok();

@@ -31,7 +31,8 @@ fn exec_joins_namespaces_and_cgroup() {
     }
     let ps = t.exec_sh("c1", "ps -o pid,comm");
     assert!(
-        ps.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep"]),
+        ps.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep"]),
         "{ps}"
     );
     let inside = t.exec_sh("c1", "cat /proc/self/cgroup");
@@ -57,13 +58,29 @@ fn exec_user_env_cwd_cap() {
     running(&t, "c1");
     let out = t
         .rt(&[
-            "exec", "--user", "1000:1000", "--env", "GREETING=hi there", "--cwd", "/tmp",
-            "c1", "sh", "-c", "id -u; id -g; echo $GREETING; pwd",
+            "exec",
+            "--user",
+            "1000:1000",
+            "--env",
+            "GREETING=hi there",
+            "--cwd",
+            "/tmp",
+            "c1",
+            "sh",
+            "-c",
+            "id -u; id -g; echo $GREETING; pwd",
         ])
         .ok();
     assert_eq!(out.stdout, "1000\n1000\nhi there\n/tmp\n");
     let status = t
-        .rt(&["exec", "--cap", "CAP_SYS_ADMIN", "c1", "cat", "/proc/self/status"])
+        .rt(&[
+            "exec",
+            "--cap",
+            "CAP_SYS_ADMIN",
+            "c1",
+            "cat",
+            "/proc/self/status",
+        ])
         .ok()
         .stdout;
     let eff = u64::from_str_radix(&status_field(&status, "CapEff"), 16).unwrap();
@@ -102,11 +119,21 @@ fn exec_detached_with_pid_file() {
     running(&t, "c1");
     let pid_file = t.dir.join("exec.pid");
     t.rt(&[
-        "exec", "-d", "--pid-file", pid_file.to_str().unwrap(), "c1", "sh", "-c",
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "c1",
+        "sh",
+        "-c",
         "echo $$ > /tmp/exec-ns-pid; exec sleep 999",
     ])
     .ok();
-    let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     wait_until("exec'd sleep", || {
         fs::read_to_string(format!("/proc/{pid}/cmdline"))
             .unwrap_or_default()

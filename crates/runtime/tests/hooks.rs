@@ -57,7 +57,12 @@ fn every_hook_runs_in_order_with_the_state() {
     t.wait_status("c1", "stopped");
     t.delete("c1", false);
     assert!(order().ends_with("poststop\n"), "{}", order());
-    assert_eq!(order().lines().count(), 7, "each hook ran once: {}", order());
+    assert_eq!(
+        order().lines().count(),
+        7,
+        "each hook ran once: {}",
+        order()
+    );
 
     let bundle = b.path.to_str().unwrap();
     for (name, statuses) in [
@@ -105,7 +110,10 @@ fn hook_timeout_fails_create() {
         "timeout not enforced: {:?}",
         started.elapsed()
     );
-    assert!(out.stderr.contains("timed out") || out.stderr.contains("timeout"), "{out}");
+    assert!(
+        out.stderr.contains("timed out") || out.stderr.contains("timeout"),
+        "{out}"
+    );
     t.assert_nothing_left("c1");
 }
 
@@ -118,7 +126,10 @@ fn failing_hook_fails_create() {
         "prestart": [{ "path": "/bin/sh", "args": ["sh", "-c", "echo hook-said-no >&2; exit 7"] }]
     });
     let out = t.create(&mut b, "c1").failed();
-    assert!(out.stderr.contains("hook-said-no") || out.stderr.contains('7'), "{out}");
+    assert!(
+        out.stderr.contains("hook-said-no") || out.stderr.contains('7'),
+        "{out}"
+    );
     t.assert_nothing_left("c1");
 }
 

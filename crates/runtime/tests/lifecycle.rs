@@ -73,7 +73,11 @@ fn pid_file_holds_the_init_pid() {
         "c1",
     ])
     .ok();
-    let written: i64 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let written: i64 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(written, t.state("c1")["pid"].as_i64().unwrap());
     t.delete("c1", true);
 }
@@ -250,11 +254,7 @@ fn kill_all_reaches_every_process() {
     let mut b = t.bundle();
     // Without a pid namespace, killing init alone would leave its children running.
     b.remove_namespace("pid");
-    let pid = t.start_background(
-        &mut b,
-        "c1",
-        "sleep 1001 & sleep 1002 & trap '' TERM; wait",
-    );
+    let pid = t.start_background(&mut b, "c1", "sleep 1001 & sleep 1002 & trap '' TERM; wait");
     let procs = cgroup_dirs(&t.cgroup_path("c1"))
         .into_iter()
         .find(|d| d.starts_with("/sys/fs/cgroup/pids"))
@@ -268,10 +268,14 @@ fn kill_all_reaches_every_process() {
         fs::read_to_string(&procs).unwrap().trim().is_empty()
     });
     t.wait_status("c1", "stopped");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
-        // reaped by pid 1 soon; a zombie has an empty cmdline
-        fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().is_empty()
-    });
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists() || {
+            // reaped by pid 1 soon; a zombie has an empty cmdline
+            fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .is_empty()
+        }
+    );
     t.delete("c1", false);
 }
 
@@ -302,10 +306,9 @@ fn ps_lists_the_init() {
     let table = t.rt(&["ps", "c1"]).ok().stdout;
     assert!(table.lines().next().unwrap().contains("PID"), "{table}");
     assert!(
-        table.lines().skip(1).any(|l| l
-            .split_whitespace()
-            .any(|field| field == pid.to_string())
-            && l.contains("sleep")),
+        table.lines().skip(1).any(
+            |l| l.split_whitespace().any(|field| field == pid.to_string()) && l.contains("sleep")
+        ),
         "{table}"
     );
     let pids = t.rt(&["ps", "--format", "json", "c1"]).ok().json();
@@ -330,7 +333,11 @@ fn pause_and_resume() {
     assert_eq!(fs::read_to_string(&freezer).unwrap().trim(), "FROZEN");
     let frozen = fs::read_to_string(&ticks).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(fs::read_to_string(&ticks).unwrap(), frozen, "ticked while paused");
+    assert_eq!(
+        fs::read_to_string(&ticks).unwrap(),
+        frozen,
+        "ticked while paused"
+    );
     t.rt(&["resume", "c1"]).ok();
     assert_eq!(t.status("c1"), "running");
     wait_until("ticks after resume", || {
@@ -368,7 +375,10 @@ fn update_memory_of_running_container() {
         .join("memory.limit_in_bytes");
     assert_eq!(fs::read_to_string(host).unwrap().trim(), "104857600");
     t.rt(&["update", "--pids-limit", "77", "c1"]).ok();
-    assert_eq!(t.exec_sh("c1", "cat /sys/fs/cgroup/pids/pids.max").trim(), "77");
+    assert_eq!(
+        t.exec_sh("c1", "cat /sys/fs/cgroup/pids/pids.max").trim(),
+        "77"
+    );
     t.delete("c1", true);
 }
 

@@ -19,7 +19,10 @@ fn host_ns(kind: &str) -> String {
 fn pid_namespace_makes_the_process_pid_1() {
     let t = Test::new("pidns");
     let mut b = t.bundle();
-    let out = t.sh(&mut b, "echo $$; ls /proc | grep -c '^[0-9]'; readlink /proc/self/ns/pid");
+    let out = t.sh(
+        &mut b,
+        "echo $$; ls /proc | grep -c '^[0-9]'; readlink /proc/self/ns/pid",
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1");
     // sh, ls and grep: nothing of the host is visible.
@@ -33,7 +36,10 @@ fn uts_namespace_sets_hostname_and_domainname() {
     let mut b = t.bundle();
     b.config["hostname"] = json!("berth-box");
     b.config["domainname"] = json!("berth.example");
-    let out = t.sh(&mut b, "hostname; cat /proc/sys/kernel/domainname; readlink /proc/self/ns/uts");
+    let out = t.sh(
+        &mut b,
+        "hostname; cat /proc/sys/kernel/domainname; readlink /proc/self/ns/uts",
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..2], ["berth-box", "berth.example"]);
     assert_ne!(lines[2], host_ns("uts"));
@@ -44,7 +50,10 @@ fn uts_namespace_sets_hostname_and_domainname() {
 fn ipc_namespace_is_private() {
     let t = Test::new("ipcns");
     let mut b = t.bundle();
-    let out = t.sh(&mut b, "readlink /proc/self/ns/ipc; ipcs -q | grep -c '^0x' || true");
+    let out = t.sh(
+        &mut b,
+        "readlink /proc/self/ns/ipc; ipcs -q | grep -c '^0x' || true",
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_ne!(lines[0], host_ns("ipc"));
     assert_eq!(lines[1], "0");
@@ -77,7 +86,10 @@ fn no_network_namespace_shares_the_host_network() {
 fn mount_namespace_is_private() {
     let t = Test::new("mntns");
     let mut b = t.bundle();
-    let out = t.sh(&mut b, "readlink /proc/self/ns/mnt; mount -t tmpfs none /mnt 2>/dev/null && echo mounted; true");
+    let out = t.sh(
+        &mut b,
+        "readlink /proc/self/ns/mnt; mount -t tmpfs none /mnt 2>/dev/null && echo mounted; true",
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_ne!(lines[0], host_ns("mnt"));
     // CAP_SYS_ADMIN is not in the default set: mounting is refused.
@@ -90,7 +102,10 @@ fn cgroup_namespace_roots_the_container_cgroup() {
     let t = Test::new("cgroupns");
     let mut b = t.bundle();
     b.add_namespace("cgroup");
-    let out = t.sh(&mut b, "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup");
+    let out = t.sh(
+        &mut b,
+        "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup",
+    );
     let mut lines: Vec<&str> = out.lines().collect();
     let ns = lines.pop().unwrap();
     assert_ne!(ns, host_ns("cgroup"));
@@ -105,8 +120,10 @@ fn user_namespace_maps_ids() {
     let t = Test::new("userns");
     let mut b = t.bundle();
     b.add_namespace("user");
-    b.config["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
-    b.config["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+    b.config["linux"]["uidMappings"] =
+        json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.config["linux"]["gidMappings"] =
+        json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
     // A v1 cgroup bind mount is not allowed from a user namespace without its own cgroupns.
     b.mounts().retain(|m| m["destination"] != "/sys/fs/cgroup");
     b.sh("id -u; id -g; cat /proc/self/uid_map; cat /proc/self/gid_map; readlink /proc/self/ns/user; sleep 1000");
@@ -115,7 +132,10 @@ fn user_namespace_maps_ids() {
     t.rt(&["start", "c1"]).ok();
     wait_until("output", || created.stdout_now().lines().count() >= 5);
     let out = created.stdout_now();
-    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(lines[0], ["0"]);
     assert_eq!(lines[1], ["0"]);
     assert_eq!(lines[2], ["0", "100000", "65536"]);
@@ -123,8 +143,14 @@ fn user_namespace_maps_ids() {
     assert_ne!(lines[4], [host_ns("user").as_str()]);
     // Seen from the host, the container's root is uid 100000.
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(status_field(&status, "Uid").starts_with("100000"), "{status}");
-    assert!(status_field(&status, "Gid").starts_with("200000"), "{status}");
+    assert!(
+        status_field(&status, "Uid").starts_with("100000"),
+        "{status}"
+    );
+    assert!(
+        status_field(&status, "Gid").starts_with("200000"),
+        "{status}"
+    );
     t.delete("c1", true);
 }
 
@@ -166,9 +192,6 @@ fn join_uts_namespace_of_another_container() {
     }
     let out = t.sh(&mut second, "hostname; readlink /proc/self/ns/uts");
     let expected = fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
-    assert_eq!(
-        out,
-        format!("first-box\n{}\n", expected.to_string_lossy())
-    );
+    assert_eq!(out, format!("first-box\n{}\n", expected.to_string_lossy()));
     t.delete("first", true);
 }

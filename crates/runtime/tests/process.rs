@@ -22,7 +22,10 @@ fn env_is_exactly_the_configured_one() {
     let t = Test::new("env");
     let mut b = t.bundle();
     b.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz", "EMPTY="]);
-    let out = t.sh(&mut b, "echo \"$FOO|$EMPTY|${HOME:-unset}\"; env | grep -c '^BERTH' || true");
+    let out = t.sh(
+        &mut b,
+        "echo \"$FOO|$EMPTY|${HOME:-unset}\"; env | grep -c '^BERTH' || true",
+    );
     // HOME is set from the user's passwd entry when the config has none.
     assert_eq!(out, "bar baz||/root\n0\n");
 }
@@ -41,14 +44,22 @@ fn user_group_and_additional_groups() {
     let t = Test::new("user");
     let mut b = t.bundle();
     b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1001, "additionalGids": [10, 20] });
-    let out = t.sh(&mut b, "id -u; id -g; id -G; grep -E '^(Uid|Gid|Groups)' /proc/self/status");
+    let out = t.sh(
+        &mut b,
+        "id -u; id -g; id -G; grep -E '^(Uid|Gid|Groups)' /proc/self/status",
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1000");
     assert_eq!(lines[1], "1001");
     let mut groups: Vec<&str> = lines[2].split_whitespace().collect();
     groups.sort();
     assert_eq!(groups, ["10", "1001", "20"], "{out}");
-    assert_eq!(status_field(&out, "Uid").split_whitespace().collect::<Vec<_>>(), ["1000"; 4]);
+    assert_eq!(
+        status_field(&out, "Uid")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1000"; 4]
+    );
     let groups_field = status_field(&out, "Groups");
     let mut supplementary: Vec<&str> = groups_field.split_whitespace().collect();
     supplementary.sort();
@@ -60,7 +71,10 @@ fn user_without_passwd_entry() {
     let t = Test::new("nopasswd");
     let mut b = t.bundle();
     b.config["process"]["user"] = json!({ "uid": 4242, "gid": 4343 });
-    let out = t.sh(&mut b, "echo $(id -u) $(id -g); touch /tmp/f; stat -c '%u %g' /tmp/f");
+    let out = t.sh(
+        &mut b,
+        "echo $(id -u) $(id -g); touch /tmp/f; stat -c '%u %g' /tmp/f",
+    );
     assert_eq!(out, "4242 4343\n4242 4343\n");
 }
 
@@ -142,9 +156,15 @@ fn capabilities_for_non_root_user() {
 fn no_new_privileges() {
     let t = Test::new("nnp");
     let mut b = t.bundle();
-    assert_eq!(t.sh(&mut b, "grep NoNewPrivs /proc/1/status"), "NoNewPrivs:\t1\n");
+    assert_eq!(
+        t.sh(&mut b, "grep NoNewPrivs /proc/1/status"),
+        "NoNewPrivs:\t1\n"
+    );
     b.config["process"]["noNewPrivileges"] = json!(false);
-    assert_eq!(t.sh(&mut b, "grep NoNewPrivs /proc/1/status"), "NoNewPrivs:\t0\n");
+    assert_eq!(
+        t.sh(&mut b, "grep NoNewPrivs /proc/1/status"),
+        "NoNewPrivs:\t0\n"
+    );
 }
 
 #[test]

@@ -48,7 +48,10 @@ fn default_mounts_are_in_place() {
         assert!(shm.2.split(',').any(|o| o == flag), "{shm:?}");
     }
     // Nothing of the host's mount table shows through.
-    assert!(!info.iter().any(|m| m.0.starts_with("/tmp/berth-test")), "{info:?}");
+    assert!(
+        !info.iter().any(|m| m.0.starts_with("/tmp/berth-test")),
+        "{info:?}"
+    );
 }
 
 #[test]
@@ -83,7 +86,11 @@ fn bind_mount_flags() {
          grep ' /mnt/share ' /proc/self/mountinfo | cut -d' ' -f6",
     );
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[..4], ["shared data", "refused", "noexec", "ran"], "{out}");
+    assert_eq!(
+        lines[..4],
+        ["shared data", "refused", "noexec", "ran"],
+        "{out}"
+    );
     let options: Vec<&str> = lines[4].split(',').collect();
     for flag in ["ro", "nosuid", "noexec", "nodev"] {
         assert!(options.contains(&flag), "{out}");
@@ -123,7 +130,10 @@ fn dotdot_destination_stays_in_the_root() {
     // Either refused or confined to the root: the host path is never touched.
     assert!(!escape.exists(), "mount point made on the host: {out}");
     if out.success() {
-        assert!(b.rootfs().join(escape.strip_prefix("/").unwrap()).is_dir(), "{out}");
+        assert!(
+            b.rootfs().join(escape.strip_prefix("/").unwrap()).is_dir(),
+            "{out}"
+        );
     }
     t.assert_nothing_left(id);
 }

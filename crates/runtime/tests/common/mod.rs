@@ -199,7 +199,9 @@ pub fn default_config() -> Value {
 /// Writes a busybox root: /bin/busybox (a copy, so a container cannot change the host's),
 /// one symlink per applet, /etc/passwd and /etc/group with root and nobody, empty mount points.
 pub fn make_busybox_rootfs(rootfs: &Path) {
-    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "var", "run"] {
+    for dir in [
+        "bin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "var", "run",
+    ] {
         fs::create_dir_all(rootfs.join(dir)).unwrap();
     }
     fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
@@ -319,7 +321,11 @@ impl Test {
     pub fn prepare(&self, bundle: &mut Bundle, id: &str) {
         let auto_prefix = self.cgroup_path("");
         let current = &bundle.config["linux"]["cgroupsPath"];
-        if current.is_null() || current.as_str().is_some_and(|p| p.starts_with(&auto_prefix)) {
+        if current.is_null()
+            || current
+                .as_str()
+                .is_some_and(|p| p.starts_with(&auto_prefix))
+        {
             bundle.config["linux"]["cgroupsPath"] = json!(self.cgroup_path(id));
         }
         let cgroup = bundle.config["linux"]["cgroupsPath"]
@@ -385,9 +391,9 @@ impl Test {
             }
             std::thread::sleep(Duration::from_millis(2));
         };
-        let code = status
-            .code()
-            .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+        let code = status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        });
         Output {
             code,
             stdout: fs::read_to_string(&stdout_path).unwrap_or_default(),
@@ -440,7 +446,9 @@ impl Test {
 
     /// Waits until `state` reports `status` (panics after 10 s).
     pub fn wait_status(&self, id: &str, status: &str) {
-        wait_until(&format!("{id} to be {status}"), || self.status(id) == status);
+        wait_until(&format!("{id} to be {status}"), || {
+            self.status(id) == status
+        });
     }
 
     /// Runs `exec <id> sh -c script` and returns stdout, asserting success.
@@ -472,7 +480,10 @@ impl Test {
             assert!(!dir.exists(), "cgroup dir {} is left", dir.display());
         }
         let mounts = self.leaked_mounts();
-        assert!(mounts.is_empty(), "mounts left under the test dir: {mounts:?}");
+        assert!(
+            mounts.is_empty(),
+            "mounts left under the test dir: {mounts:?}"
+        );
     }
 
     /// Asserts the runtime left no trace of `id` after a failed create/run.
@@ -567,7 +578,9 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
                         let matches = if name == "unified" {
                             controllers.is_empty()
                         } else {
-                            controllers.split(',').any(|c| c == name || c == format!("name={name}"))
+                            controllers
+                                .split(',')
+                                .any(|c| c == name || c == format!("name={name}"))
                         };
                         matches.then(|| cgpath.to_string())
                     })
