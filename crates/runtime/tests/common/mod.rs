@@ -306,7 +306,7 @@ impl Test {
             .collect()
     }
 
-    /// Runs `f` when the test ends (before containers are deleted).
+    /// Runs `f` when the test ends, before containers are deleted and leaks are checked.
     pub fn on_cleanup(&self, f: impl FnOnce() + 'static) {
         self.cleanups.borrow_mut().push(Box::new(f));
     }
@@ -499,6 +499,10 @@ impl Test {
 
 impl Drop for Test {
     fn drop(&mut self) {
+        // Daemons and clients stop first: their own mounts go with them.
+        for cleanup in self.cleanups.borrow_mut().drain(..) {
+            cleanup();
+        }
         for id in self.containers.borrow().iter() {
             let mut cmd = Command::new(&self.bin);
             cmd.arg("--root")
@@ -515,9 +519,6 @@ impl Drop for Test {
             }
         }
         let left = self.leaked_mounts();
-        for cleanup in self.cleanups.borrow_mut().drain(..) {
-            cleanup();
-        }
         for mount in left.iter().rev() {
             let _ = nix::mount::umount2(mount.as_path(), nix::mount::MntFlags::MNT_DETACH);
         }
