@@ -39,12 +39,42 @@ impl Request {
     }
 }
 
+/// A hijacked connection (attach, exec start): raw bytes both ways.
+pub type Hijacked = TokioIo<hyper::upgrade::Upgraded>;
+
+/// What runs on a hijacked connection.
+pub type HijackHandler = Box<
+    dyn FnOnce(Hijacked) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
+>;
+
 /// What a handler answers.
-#[derive(Debug)]
 pub enum Response {
     Json(u16, serde_json::Value),
     Text(u16, String),
     Empty(u16),
+    /// A streamed body (logs, events, pull progress), chunk by chunk.
+    Stream {
+        status: u16,
+        content_type: &'static str,
+        body: tokio::sync::mpsc::Receiver<Bytes>,
+    },
+    /// Take over the connection (101 when the client asked for an upgrade).
+    Hijack {
+        content_type: &'static str,
+        handler: HijackHandler,
+    },
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Response::Json(s, v) => write!(f, "Json({s}, {v})"),
+            Response::Text(s, t) => write!(f, "Text({s}, {t:?})"),
+            Response::Empty(s) => write!(f, "Empty({s})"),
+            Response::Stream { status, .. } => write!(f, "Stream({status})"),
+            Response::Hijack { .. } => write!(f, "Hijack"),
+        }
+    }
 }
 
 /// The engine behind the API.
@@ -112,7 +142,12 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-type HttpResponse = hyper::Response<Full<Bytes>>;
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+type HttpResponse = hyper::Response<Body>;
+
+fn full(body: Bytes) -> Body {
+    Full::new(body).map_err(|never| match never {}).boxed()
+}
 
 fn respond(status: u16, content_type: Option<&str>, body: Bytes) -> HttpResponse {
     let mut builder = hyper::Response::builder()
@@ -128,15 +163,21 @@ fn respond(status: u16, content_type: Option<&str>, body: Bytes) -> HttpResponse
         builder = builder.header("Content-Type", ct);
     }
     builder
-        .body(Full::new(body))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+        .body(full(body))
+        .unwrap_or_else(|_| hyper::Response::new(full(Bytes::new())))
 }
 
 fn error_response(e: &ApiError) -> HttpResponse {
     respond(e.status, Some("application/json"), Bytes::from(e.body()))
 }
 
-async fn dispatch(backend: Arc<dyn Backend>, req: hyper::Request<Incoming>) -> HttpResponse {
+async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) -> HttpResponse {
+    let wants_upgrade = req
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    let on_upgrade = hyper::upgrade::on(&mut req);
     let method = req.method().as_str().to_string();
     let uri_path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
@@ -176,7 +217,7 @@ async fn dispatch(backend: Arc<dyn Backend>, req: hyper::Request<Incoming>) -> H
             hyper::header::HeaderValue::from_static("no-cache"),
         );
         if method == "HEAD" {
-            *r.body_mut() = Full::new(Bytes::new());
+            *r.body_mut() = full(Bytes::new());
         }
         return r;
     }
@@ -211,7 +252,64 @@ async fn dispatch(backend: Arc<dyn Backend>, req: hyper::Request<Incoming>) -> H
             respond(status, Some("text/plain; charset=utf-8"), Bytes::from(t))
         }
         Ok(Response::Empty(status)) => respond(status, None, Bytes::new()),
+        Ok(Response::Stream {
+            status,
+            content_type,
+            body,
+        }) => {
+            let stream = futures_stream(body);
+            let mut r = respond(status, Some(content_type), Bytes::new());
+            *r.body_mut() = stream.boxed();
+            r
+        }
+        Ok(Response::Hijack {
+            content_type,
+            handler,
+        }) => {
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    handler(TokioIo::new(upgraded)).await;
+                }
+            });
+            let status = if wants_upgrade { 101 } else { 200 };
+            let mut r = respond(status, Some(content_type), Bytes::new());
+            if wants_upgrade {
+                let h = r.headers_mut();
+                h.insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("Upgrade"),
+                );
+                h.insert(
+                    hyper::header::UPGRADE,
+                    hyper::header::HeaderValue::from_static("tcp"),
+                );
+            }
+            r
+        }
         Err(e) => error_response(&e),
+    }
+}
+
+/// A streamed body: each chunk received is one data frame; the body ends when
+/// every sender is dropped.
+fn futures_stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> ChannelBody {
+    ChannelBody { rx }
+}
+
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c))))
     }
 }
 

@@ -98,6 +98,30 @@ pub struct Engine {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Signalled whenever a container's state changes (wait, stop).
     changed: Arc<(Mutex<u64>, Condvar)>,
+    /// Per container: how many times it has exited, and its last exit code (kept
+    /// after removal so that `wait --condition removed` can report it).
+    exits: Mutex<HashMap<String, (u64, i32)>>,
+}
+
+/// `docker wait`'s conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+impl WaitCondition {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "" | "not-running" => Ok(WaitCondition::NotRunning),
+            "next-exit" => Ok(WaitCondition::NextExit),
+            "removed" => Ok(WaitCondition::Removed),
+            other => Err(EngineError::Invalid(format!(
+                "invalid condition: {other:?}"
+            ))),
+        }
+    }
 }
 
 fn now() -> String {
@@ -157,6 +181,7 @@ impl Engine {
             images,
             locks: Mutex::new(HashMap::new()),
             changed: Arc::new((Mutex::new(0), Condvar::new())),
+            exits: Mutex::new(HashMap::new()),
         })
     }
 
@@ -527,6 +552,12 @@ impl Engine {
             ..Default::default()
         };
         let _ = self.images.unmount_rootfs(id);
+        {
+            let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+            let e = exits.entry(id.to_string()).or_insert((0, 0));
+            e.0 += 1;
+            e.1 = code;
+        }
         let _ = self.save(&c);
         if c.host_config.auto_remove {
             drop(_guard);
@@ -605,11 +636,39 @@ impl Engine {
         Ok(())
     }
 
-    /// `docker wait`: block until the container is not running; its exit code.
-    pub fn wait(&self, key: &str) -> Result<i32> {
+    /// `docker wait`: block until the condition holds; the exit code.
+    pub fn wait(&self, key: &str, condition: WaitCondition) -> Result<i32> {
         let id = self.resolve(key)?;
-        let c = self.wait_stopped(&id, None)?;
-        Ok(c.state.exit_code)
+        let exits_now = |e: &Self| {
+            e.exits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&id)
+                .copied()
+                .unwrap_or((0, 0))
+        };
+        match condition {
+            WaitCondition::NotRunning => Ok(self.wait_stopped(&id, None)?.state.exit_code),
+            WaitCondition::NextExit | WaitCondition::Removed => {
+                let start = exits_now(self).0;
+                let (m, cv) = &*self.changed;
+                let mut n = m.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    let (count, code) = exits_now(self);
+                    let exists = self.store.get::<Container>(&id).is_ok();
+                    match condition {
+                        WaitCondition::NextExit if count > start => return Ok(code),
+                        WaitCondition::NextExit if !exists => return Ok(code),
+                        WaitCondition::Removed if !exists => return Ok(code),
+                        _ => {}
+                    }
+                    n = cv
+                        .wait_timeout(n, Duration::from_millis(200))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            }
+        }
     }
 
     pub fn remove(&self, key: &str, force: bool) -> Result<()> {
