@@ -8,7 +8,9 @@
 
 pub mod digest;
 pub mod error;
+pub mod layer;
 pub mod model;
+pub mod snapshot;
 
 pub use digest::Digest;
 pub use error::{ImageError, Result};
