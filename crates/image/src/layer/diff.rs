@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{CStr, CString, OsStr};
-use std::os::unix::ffi::OsStrExt;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -82,7 +82,8 @@ struct TarWriter<W: Write> {
 
 impl<W: Write> TarWriter<W> {
     fn walk(&mut self, dir: BorrowedFd<'_>, rel: &Path) -> Result<()> {
-        let names = fs::read_dir_names(dir).map_err(|e| io_at(&self.root.join(rel), "listing", e))?;
+        let names =
+            fs::read_dir_names(dir).map_err(|e| io_at(&self.root.join(rel), "listing", e))?;
         for name in names {
             let path = rel.join(OsStr::from_bytes(name.to_bytes()));
             let Some(st) =
@@ -141,22 +142,27 @@ impl<W: Write> TarWriter<W> {
         h.set_size(records.len() as u64);
         let pax_name = format!("PaxHeaders/{}", path.display());
         let short: String = pax_name.chars().take(99).collect();
-        h.set_path(&short).map_err(|e| io_at(path, "tar header", e))?;
+        h.set_path(&short)
+            .map_err(|e| io_at(path, "tar header", e))?;
         h.set_cksum();
         self.builder
             .append(&h, records.as_slice())
             .map_err(|e| io_at(path, "writing tar", e))
     }
 
-    fn entry(&mut self, dir: BorrowedFd<'_>, name: &CStr, path: &Path, st: &libc::stat) -> Result<()> {
+    fn entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        path: &Path,
+        st: &libc::stat,
+    ) -> Result<()> {
         let write_err = |e: io::Error| io_at(path, "writing tar entry", e);
         let fmt = st.st_mode & libc::S_IFMT;
         if self.overlay && is_whiteout(st) {
             let mut wh_name = WHITEOUT_PREFIX.as_bytes().to_vec();
             wh_name.extend_from_slice(name.to_bytes());
-            let wh_path = path.with_file_name(
-                OsStr::from_bytes(&wh_name),
-            );
+            let wh_path = path.with_file_name(OsStr::from_bytes(&wh_name));
             let mut h = self.header(st, EntryType::Regular);
             h.set_mode(0o600);
             return self
@@ -205,8 +211,7 @@ impl<W: Write> TarWriter<W> {
                     .map_err(write_err)?;
             }
             libc::S_IFLNK => {
-                let target =
-                    fs::readlink_at(dir, name).map_err(|e| io_at(path, "readlink", e))?;
+                let target = fs::readlink_at(dir, name).map_err(|e| io_at(path, "readlink", e))?;
                 let target = OsStr::from_bytes(&target);
                 let mut h = self.header(st, EntryType::Symlink);
                 self.builder
@@ -348,7 +353,12 @@ fn changes_in(
 }
 
 /// An opaque directory hides every lower entry it does not itself contain.
-fn deleted_by_opaque(upper_dir: &impl AsFd, path: &Path, lowers: &[PathBuf], out: &mut Vec<Change>) {
+fn deleted_by_opaque(
+    upper_dir: &impl AsFd,
+    path: &Path,
+    lowers: &[PathBuf],
+    out: &mut Vec<Change>,
+) {
     let present: BTreeSet<CString> = fs::read_dir_names(upper_dir.as_fd())
         .unwrap_or_default()
         .into_iter()

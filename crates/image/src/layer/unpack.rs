@@ -226,10 +226,10 @@ fn parse_pax_time(v: &[u8]) -> Option<(i64, i64)> {
 
 impl Unpacker<'_> {
     fn io_err(&self, path: &[u8], what: &str, e: io::Error) -> EntryError {
-        EntryError::Image(self.opts.bad(format!(
-            "{}: {what}: {e}",
-            String::from_utf8_lossy(path)
-        )))
+        EntryError::Image(
+            self.opts
+                .bad(format!("{}: {what}: {e}", String::from_utf8_lossy(path))),
+        )
     }
 
     /// Opens (creating when `create`) the directory `comps` below the root without
@@ -326,7 +326,8 @@ impl Unpacker<'_> {
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(EntryError::Image(
-                    self.opts.unsafe_entry(&raw_path, "whiteout of an invalid name"),
+                    self.opts
+                        .unsafe_entry(&raw_path, "whiteout of an invalid name"),
                 ));
             }
             stats.whiteouts += 1;
@@ -368,20 +369,19 @@ impl Unpacker<'_> {
                 let dir = fs::open_dir_at(p, &cname_).map_err(|e| self.unsafe_parent(&comps, e))?;
                 stats.dirs += 1;
                 self.apply_fd_meta(dir.as_fd(), &meta, &raw_path)?;
-                self.dir_times.push((
-                    comps.clone(),
-                    meta.atime.unwrap_or(meta.mtime),
-                    meta.mtime,
-                ));
+                self.dir_times
+                    .push((comps.clone(), meta.atime.unwrap_or(meta.mtime), meta.mtime));
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned());
-                let target = target.filter(|t| !t.is_empty() && !t.contains(&0)).ok_or_else(
-                    || EntryError::Image(self.opts.bad(format!(
-                        "{}: symlink without a target",
-                        String::from_utf8_lossy(&raw_path)
-                    ))),
-                )?;
+                let target = target
+                    .filter(|t| !t.is_empty() && !t.contains(&0))
+                    .ok_or_else(|| {
+                        EntryError::Image(self.opts.bad(format!(
+                            "{}: symlink without a target",
+                            String::from_utf8_lossy(&raw_path)
+                        )))
+                    })?;
                 fs::symlink_at(&cname(&target), p, &cname_)
                     .map_err(|e| self.io_err(&raw_path, "symlink", e))?;
                 stats.symlinks += 1;
@@ -395,16 +395,23 @@ impl Unpacker<'_> {
                 self.set_times(p, &cname_, &meta, &raw_path)?;
             }
             EntryType::Link => {
-                let link = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let link = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 let link_comps = clean_path(&link).map_err(|reason| {
                     EntryError::Image(self.opts.unsafe_entry(
                         &raw_path,
-                        format!("hardlink target {:?}: {reason}", String::from_utf8_lossy(&link)),
+                        format!(
+                            "hardlink target {:?}: {reason}",
+                            String::from_utf8_lossy(&link)
+                        ),
                     ))
                 })?;
                 let Some((link_name, link_parent)) = link_comps.split_last() else {
                     return Err(EntryError::Image(
-                        self.opts.unsafe_entry(&raw_path, "hardlink to the layer root"),
+                        self.opts
+                            .unsafe_entry(&raw_path, "hardlink to the layer root"),
                     ));
                 };
                 let link_parent_fd = self.open_dir(link_parent, false)?;
@@ -578,11 +585,9 @@ impl Unpacker<'_> {
             {
                 Ok(())
             }
-            Err(e) => Err(self.io_err(
-                path,
-                &format!("setting xattr {}", key.to_string_lossy()),
-                e,
-            )),
+            Err(e) => {
+                Err(self.io_err(path, &format!("setting xattr {}", key.to_string_lossy()), e))
+            }
         }
     }
 
