@@ -414,7 +414,19 @@ impl Unpacker<'_> {
                             .unsafe_entry(&raw_path, "hardlink to the layer root"),
                     ));
                 };
-                let link_parent_fd = self.open_dir(link_parent, false)?;
+                let link_parent_fd = self.open_dir(link_parent, false).map_err(|e| {
+                    let why = match e {
+                        EntryError::Image(e) => e.to_string(),
+                        EntryError::Stream(e) => e.to_string(),
+                    };
+                    EntryError::Image(self.opts.unsafe_entry(
+                        &raw_path,
+                        format!(
+                            "hardlink target {:?} is not inside this layer ({why})",
+                            String::from_utf8_lossy(&link)
+                        ),
+                    ))
+                })?;
                 let link_name = cname(link_name);
                 match fs::lstat_at(link_parent_fd.as_fd(), &link_name) {
                     Ok(Some(st)) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {}
