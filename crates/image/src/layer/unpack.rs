@@ -188,6 +188,9 @@ fn cname(b: &[u8]) -> CString {
     CString::new(b).unwrap_or_default()
 }
 
+/// A directory and the (atime, mtime) it gets once its contents are written.
+type DirTimes = (Components, (i64, i64), (i64, i64));
+
 struct Metadata {
     mode: u32,
     uid: u64,
@@ -203,7 +206,7 @@ struct Unpacker<'o> {
     /// The last parent directory opened, by path: consecutive entries mostly share one.
     cached_parent: Option<(Components, OwnedFd)>,
     /// Directories whose mtimes are set at the end, after their contents were written.
-    dir_times: Vec<(Components, (i64, i64), (i64, i64))>,
+    dir_times: Vec<DirTimes>,
     buf: Vec<u8>,
 }
 
@@ -333,15 +336,13 @@ impl Unpacker<'_> {
             stats.whiteouts += 1;
             let hidden = cname(hidden);
             self.clear(parent_fd.as_fd(), &hidden, false, &raw_path)?;
-            return fs::mknod_at(parent_fd.as_fd(), &hidden, libc::S_IFCHR | 0o000, 0).map_err(
-                |e| {
-                    self.io_err(
-                        &raw_path,
-                        "creating the overlay whiteout (a 0:0 character device; needs root)",
-                        e,
-                    )
-                },
-            );
+            return fs::mknod_at(parent_fd.as_fd(), &hidden, libc::S_IFCHR, 0).map_err(|e| {
+                self.io_err(
+                    &raw_path,
+                    "creating the overlay whiteout (a 0:0 character device; needs root)",
+                    e,
+                )
+            });
         }
 
         let cname_ = cname(&name);
