@@ -50,6 +50,14 @@ pub fn run(global: &Global, opts: &CreateOptions, detach: bool, keep: bool) -> R
     };
     drop(listener);
     created.channel.send(&Message::Proceed)?;
+    // The channel is close-on-exec in the init: EOF means the user's program is
+    // running; a message means exec (or a startContainer hook) failed.
+    if let Ok(Some(Message::Error(text))) = created.channel.recv() {
+        drop(console);
+        let _ = wait_forwarding(pid, &mask);
+        let _ = delete::delete(global, &opts.id, true);
+        return Err(crate::error::RuntimeError::Init(text));
+    }
     // The init is released; a failing poststart hook is reported but the container
     // keeps running, as the spec says.
     if let Err(e) = start::run_poststart(&created.state) {

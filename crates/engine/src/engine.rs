@@ -1,0 +1,773 @@
+//! The engine: container create, start, stop, kill, wait, remove, list, inspect.
+//! Synchronous and thread-safe; the API layer calls it from blocking tasks.
+//! Per container, one lock serialises state changes; the store is the truth.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::container::{Container, State};
+use crate::images::{ImageService, ImageServiceError};
+use crate::shim_client::{read_exit_record, ShimClient, ShimError};
+use crate::spec::{self, NetworkNamespace, SpecError, SpecInput};
+use crate::store::{Store, StoreError};
+use crate::types::{ContainerConfig, HostConfig};
+use crate::{names, user};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not modified")]
+    NotModified,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => EngineError::NotFound(e.to_string()),
+            StoreError::NameInUse { .. } => EngineError::Conflict(e.to_string()),
+            StoreError::Ambiguous(_) => EngineError::Invalid(e.to_string()),
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ImageServiceError> for EngineError {
+    fn from(e: ImageServiceError) -> Self {
+        match e {
+            ImageServiceError::NotFound(_) => EngineError::NotFound(e.to_string()),
+            ImageServiceError::Other(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+impl From<SpecError> for EngineError {
+    fn from(e: SpecError) -> Self {
+        EngineError::Invalid(e.to_string())
+    }
+}
+
+impl From<ShimError> for EngineError {
+    fn from(e: ShimError) -> Self {
+        EngineError::Internal(e.to_string())
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub shim_path: PathBuf,
+    pub cgroup_parent: String,
+    pub systemd_cgroup: bool,
+    pub init_path: Option<PathBuf>,
+    pub log_max_size: Option<u64>,
+    pub log_max_file: Option<u32>,
+}
+
+impl EngineConfig {
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id)
+    }
+    /// Shim socket, exit record, bundle: under exec-root (tmpfs, gone at reboot).
+    pub fn state_dir(&self, id: &str) -> PathBuf {
+        self.exec_root.join("containers").join(id)
+    }
+    fn runtime_root(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+}
+
+pub struct Engine {
+    pub config: EngineConfig,
+    store: Store,
+    images: Arc<dyn ImageService>,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Signalled whenever a container's state changes (wait, stop).
+    changed: Arc<(Mutex<u64>, Condvar)>,
+}
+
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    berth_runtime_time(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// RFC 3339 with nanoseconds, UTC.
+fn berth_runtime_time(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+fn random_id() -> Result<String> {
+    let mut buf = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| EngineError::Internal(format!("read /dev/urandom: {e}")))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn internal(context: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(format!("{context}: {e}"))
+}
+
+impl Engine {
+    pub fn open(config: EngineConfig, images: Arc<dyn ImageService>) -> Result<Self> {
+        for dir in [
+            config.data_root.join("containers"),
+            config.exec_root.join("containers"),
+            config.runtime_root(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| internal(&format!("create {}", dir.display()), e))?;
+        }
+        let store = Store::open(&config.data_root.join("berth.db"))?;
+        Ok(Engine {
+            config,
+            store,
+            images,
+            locks: Mutex::new(HashMap::new()),
+            changed: Arc::new((Mutex::new(0), Condvar::new())),
+        })
+    }
+
+    fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    fn notify(&self) {
+        let (m, cv) = &*self.changed;
+        let mut n = m.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        cv.notify_all();
+    }
+
+    pub fn resolve(&self, key: &str) -> Result<String> {
+        self.store.resolve(key).map_err(|e| match e {
+            StoreError::NotFound(k) => EngineError::NotFound(format!("No such container: {k}")),
+            other => other.into(),
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Result<Container> {
+        let id = self.resolve(key)?;
+        Ok(self.store.get(&id)?)
+    }
+
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        config: ContainerConfig,
+        host: HostConfig,
+    ) -> Result<Container> {
+        if let Some(n) = name {
+            let n = n.trim_start_matches('/');
+            if !names::valid(n) {
+                return Err(EngineError::Invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+        }
+        if config.image.is_empty() {
+            return Err(EngineError::Invalid("config.Image: no image given".into()));
+        }
+        let image = self.images.resolve(&config.image).map_err(|e| match e {
+            ImageServiceError::NotFound(_) => {
+                EngineError::NotFound(format!("No such image: {}", config.image))
+            }
+            other => other.into(),
+        })?;
+        let id = random_id()?;
+        // Render once with a placeholder root to report bad settings now, as a 400,
+        // rather than at start.
+        let mut cfg = config.clone();
+        if cfg.user.is_empty() {
+            cfg.user = image.user.clone();
+        }
+        if cfg.stop_signal.is_none() {
+            cfg.stop_signal = image.stop_signal.clone();
+        }
+        let probe = SpecInput {
+            id: &id,
+            config: &cfg,
+            host: &host,
+            image: &image.defaults,
+            rootfs: Path::new("/"),
+            user: Default::default(),
+            cgroup_parent: &self.config.cgroup_parent,
+            systemd_cgroup: self.config.systemd_cgroup,
+            etc_files: vec![],
+            init_path: self
+                .config
+                .init_path
+                .as_deref()
+                .or(Some(Path::new("/sbin/docker-init"))),
+            network: NetworkNamespace::New,
+            ipc_path: None,
+            pid_path: None,
+        };
+        let rendered = spec::build(&probe)?;
+        let args: Vec<String> =
+            serde_json::from_value(rendered["process"]["args"].clone()).unwrap_or_default();
+        let dir = self.config.container_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| internal("create container dir", e))?;
+        let mut record = Container {
+            id: id.clone(),
+            name: String::new(),
+            created: now(),
+            path: args.first().cloned().unwrap_or_default(),
+            args: args.iter().skip(1).cloned().collect(),
+            config: cfg,
+            host_config: host,
+            image: image.id.clone(),
+            state: State::created(),
+            log_path: dir.join(format!("{id}-json.log")).display().to_string(),
+            hostname_path: dir.join("hostname").display().to_string(),
+            hosts_path: dir.join("hosts").display().to_string(),
+            resolv_conf_path: dir.join("resolv.conf").display().to_string(),
+            ..Default::default()
+        };
+        let result = match name {
+            Some(n) => {
+                let n = n.trim_start_matches('/');
+                record.name = format!("/{n}");
+                self.store.insert(&id, n, &record)
+            }
+            None => {
+                let seed = u64::from_str_radix(&id[..12], 16).unwrap_or(0);
+                let mut attempt = 0;
+                loop {
+                    let n =
+                        names::generate(seed.wrapping_add(attempt as u64 * 7919), attempt.min(1));
+                    record.name = format!("/{n}");
+                    match self.store.insert(&id, &n, &record) {
+                        Err(StoreError::NameInUse { .. }) if attempt < 20 => attempt += 1,
+                        other => break other,
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+        Ok(record)
+    }
+
+    fn save(&self, c: &Container) -> Result<()> {
+        self.store.update(&c.id, c)?;
+        self.notify();
+        Ok(())
+    }
+
+    /// Files the container sees as /etc/hostname, /etc/hosts, /etc/resolv.conf.
+    fn write_etc_files(&self, c: &Container, hostname: &str) -> Result<()> {
+        let w = |path: &str, text: String| {
+            std::fs::write(path, text).map_err(|e| internal(&format!("write {path}"), e))
+        };
+        w(&c.hostname_path, format!("{hostname}\n"))?;
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        for extra in &c.host_config.extra_hosts {
+            if let Some((host, ip)) = extra.split_once(':') {
+                hosts.push_str(&format!("{ip}\t{host}\n"));
+            }
+        }
+        w(&c.hosts_path, hosts)?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut resolv = String::new();
+        for line in host_resolv.lines() {
+            // Loopback resolvers of the host are unreachable from the container.
+            if let Some(ns) = line.strip_prefix("nameserver") {
+                let ns = ns.trim();
+                if ns.starts_with("127.") || ns == "::1" {
+                    continue;
+                }
+            }
+            resolv.push_str(line);
+            resolv.push('\n');
+        }
+        if !c.host_config.dns.is_empty() {
+            resolv = c
+                .host_config
+                .dns
+                .iter()
+                .map(|d| format!("nameserver {d}\n"))
+                .collect();
+        }
+        w(&c.resolv_conf_path, resolv)
+    }
+
+    pub fn start(self: &Arc<Self>, key: &str) -> Result<()> {
+        let id = self.resolve(key)?;
+        let lock = self.lock_for(&id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c: Container = self.store.get(&id)?;
+        if c.state.running {
+            return Err(EngineError::NotModified);
+        }
+        let image = self.images.resolve(&c.image)?;
+        let rootfs = self.images.mount_rootfs(&id, &c.image)?;
+        let merged = PathBuf::from(&rootfs.merged_dir);
+        let resolved = user::resolve(&merged, &c.config.user, &c.host_config.group_add)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let hostname = if c.config.hostname.is_empty() {
+            c.short_id().to_string()
+        } else {
+            c.config.hostname.clone()
+        };
+        self.write_etc_files(&c, &hostname)?;
+        let network = match c.host_config.network_mode.as_str() {
+            "host" => NetworkNamespace::Host,
+            m if m.starts_with("container:") => {
+                let other = self.get(&m["container:".len()..])?;
+                if !other.state.running {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join network of a non running container: {}",
+                        other.id
+                    )));
+                }
+                NetworkNamespace::Path(PathBuf::from(format!("/proc/{}/ns/net", other.state.pid)))
+            }
+            _ => NetworkNamespace::New,
+        };
+        let input = SpecInput {
+            id: &id,
+            config: &c.config,
+            host: &c.host_config,
+            image: &image.defaults,
+            rootfs: &merged,
+            user: resolved,
+            cgroup_parent: &self.config.cgroup_parent,
+            systemd_cgroup: self.config.systemd_cgroup,
+            etc_files: vec![
+                (PathBuf::from(&c.hostname_path), "/etc/hostname"),
+                (PathBuf::from(&c.hosts_path), "/etc/hosts"),
+                (PathBuf::from(&c.resolv_conf_path), "/etc/resolv.conf"),
+            ],
+            init_path: self.config.init_path.as_deref(),
+            network,
+            ipc_path: None,
+            pid_path: None,
+        };
+        let rendered = spec::build(&input)?;
+        let state_dir = self.config.state_dir(&id);
+        let bundle = state_dir.join("bundle");
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::create_dir_all(&bundle).map_err(|e| internal("create bundle", e))?;
+        std::fs::write(bundle.join("config.json"), rendered.to_string())
+            .map_err(|e| internal("write config.json", e))?;
+        let pid = match self.spawn_shim(&c, &bundle, &state_dir) {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = self.images.unmount_rootfs(&id);
+                c.state.error = e.to_string();
+                let _ = self.save(&c);
+                return Err(e);
+            }
+        };
+        c.rootfs = rootfs;
+        c.state = State {
+            status: "running".into(),
+            running: true,
+            pid,
+            started_at: now(),
+            finished_at: c.state.finished_at.clone(),
+            ..Default::default()
+        };
+        c.manually_stopped = false;
+        self.save(&c)?;
+        self.watch(id);
+        Ok(())
+    }
+
+    /// Start berth-shim detached and wait for its readiness line on fd 3.
+    fn spawn_shim(&self, c: &Container, bundle: &Path, state_dir: &Path) -> Result<i32> {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 writes two fds into the array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(internal("pipe", std::io::Error::last_os_error()));
+        }
+        // SAFETY: both fds were just created and are owned here.
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut cmd = Command::new(&self.config.shim_path);
+        cmd.arg("--id")
+            .arg(&c.id)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--runtime-root")
+            .arg(self.config.runtime_root())
+            .arg("--log-path")
+            .arg(&c.log_path);
+        if let Some(size) = self.config.log_max_size {
+            cmd.arg("--log-max-size").arg(size.to_string());
+        }
+        if let Some(n) = self.config.log_max_file {
+            cmd.arg("--log-max-file").arg(n.to_string());
+        }
+        if c.config.tty {
+            cmd.arg("--tty");
+        }
+        if c.config.open_stdin {
+            cmd.arg("--stdin");
+        }
+        if c.config.stdin_once {
+            cmd.arg("--stdin-once");
+        }
+        if self.config.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state_dir.join("shim.log"))
+            .map_err(|e| internal("open shim.log", e))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let write_raw = write_end.as_raw_fd();
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec we only call dup2, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(write_raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| internal(&format!("start {}", self.config.shim_path.display()), e))?;
+        drop(write_end);
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(std::fs::File::from(read_end));
+        let read = reader.read_line(&mut line);
+        // The shim's first process exits as soon as it has forked the real shim.
+        let _ = child.wait();
+        read.map_err(|e| internal("read shim readiness", e))?;
+        let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|_| {
+            let log = std::fs::read_to_string(state_dir.join("shim.log")).unwrap_or_default();
+            EngineError::Internal(format!("shim failed to start: {}", log.trim()))
+        })?;
+        if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+            return Err(EngineError::Invalid(format!(
+                "failed to create task for container: {err}"
+            )));
+        }
+        Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
+    }
+
+    /// A thread that waits for the container to exit and records it.
+    pub fn watch(self: &Arc<Self>, id: String) {
+        let engine = self.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("wait-{}", &id[..12.min(id.len())]))
+            .stack_size(128 << 10)
+            .spawn(move || {
+                let client = ShimClient::new(&id, &engine.config.state_dir(&id));
+                let exit = client.wait().ok().and_then(|s| {
+                    s.exit_code
+                        .map(|code| (code, s.exited_at.unwrap_or_else(now), s.oom_killed))
+                });
+                let exit = exit.or_else(|| {
+                    read_exit_record(&engine.config.state_dir(&id))
+                        .map(|r| (r.exit_code, r.exited_at, r.oom_killed))
+                });
+                engine.on_exit(&id, exit.unwrap_or((255, now(), false)));
+            });
+    }
+
+    fn on_exit(&self, id: &str, (code, at, oom): (i32, String, bool)) {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(mut c) = self.store.get::<Container>(id) else {
+            return;
+        };
+        c.state = State {
+            status: "exited".into(),
+            exit_code: code,
+            oom_killed: oom,
+            started_at: c.state.started_at.clone(),
+            finished_at: at,
+            ..Default::default()
+        };
+        let _ = self.images.unmount_rootfs(id);
+        let _ = self.save(&c);
+        if c.host_config.auto_remove {
+            drop(_guard);
+            let _ = self.remove(id, true);
+        }
+    }
+
+    pub fn kill(&self, key: &str, signal: i32) -> Result<()> {
+        let c = self.get(key)?;
+        if !c.state.running {
+            return Err(EngineError::Conflict(format!(
+                "Cannot kill container: {}: Container {} is not running",
+                key, c.id
+            )));
+        }
+        ShimClient::new(&c.id, &self.config.state_dir(&c.id)).kill(signal, false)?;
+        Ok(())
+    }
+
+    /// Wait until the container is not running, or the deadline passes.
+    fn wait_stopped(&self, id: &str, deadline: Option<Instant>) -> Result<Container> {
+        let (m, cv) = &*self.changed;
+        let mut n = m.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let c: Container = self.store.get(id)?;
+            if !c.state.running {
+                return Ok(c);
+            }
+            let wait = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(c);
+                    }
+                    (d - now).min(Duration::from_millis(200))
+                }
+                None => Duration::from_millis(200),
+            };
+            n = cv
+                .wait_timeout(n, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    pub fn stop(&self, key: &str, timeout: Option<i64>) -> Result<()> {
+        let mut c = self.get(key)?;
+        if !c.state.running {
+            return Err(EngineError::NotModified);
+        }
+        c.manually_stopped = true;
+        self.save(&c)?;
+        let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
+        let signal = c
+            .config
+            .stop_signal
+            .as_deref()
+            .and_then(signal_number)
+            .unwrap_or(libc::SIGTERM);
+        let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
+        let _ = client.kill(signal, false);
+        if secs >= 0 {
+            let after = self.wait_stopped(
+                &c.id,
+                Some(Instant::now() + Duration::from_secs(secs as u64)),
+            )?;
+            if !after.state.running {
+                return Ok(());
+            }
+        } else {
+            self.wait_stopped(&c.id, None)?;
+            return Ok(());
+        }
+        let _ = client.kill(libc::SIGKILL, true);
+        self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
+        Ok(())
+    }
+
+    /// `docker wait`: block until the container is not running; its exit code.
+    pub fn wait(&self, key: &str) -> Result<i32> {
+        let id = self.resolve(key)?;
+        let c = self.wait_stopped(&id, None)?;
+        Ok(c.state.exit_code)
+    }
+
+    pub fn remove(&self, key: &str, force: bool) -> Result<()> {
+        let c = self.get(key)?;
+        if c.state.running {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container \"{}\": container is running: stop the container before removing or force remove",
+                    c.name
+                )));
+            }
+            let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
+            let _ = client.kill(libc::SIGKILL, true);
+            self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
+        }
+        let lock = self.lock_for(&c.id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.images.unmount_rootfs(&c.id);
+        self.images.remove_rootfs(&c.id)?;
+        let _ = std::fs::remove_dir_all(self.config.state_dir(&c.id));
+        let _ = std::fs::remove_dir_all(self.config.container_dir(&c.id));
+        self.store.remove(&c.id)?;
+        self.notify();
+        Ok(())
+    }
+
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut all: Vec<Container> = self.store.all()?;
+        all.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(all)
+    }
+}
+
+/// "SIGTERM", "TERM", "15" → 15.
+pub fn signal_number(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Some(n);
+    }
+    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
+    Some(match name.as_str() {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "WINCH" => libc::SIGWINCH,
+        "ALRM" => libc::SIGALRM,
+        "PIPE" => libc::SIGPIPE,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::RootfsInfo;
+    use crate::images::ImageInfo;
+
+    struct FakeImages;
+
+    impl ImageService for FakeImages {
+        fn resolve(&self, reference: &str) -> Result<ImageInfo, ImageServiceError> {
+            if reference == "busybox" || reference.starts_with("sha256:") {
+                Ok(ImageInfo {
+                    id: "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+                        .into(),
+                    defaults: crate::spec::ImageDefaults {
+                        cmd: Some(vec!["sh".into()]),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+            } else {
+                Err(ImageServiceError::NotFound(reference.into()))
+            }
+        }
+        fn mount_rootfs(&self, _: &str, _: &str) -> Result<RootfsInfo, ImageServiceError> {
+            Err(ImageServiceError::Other("no rootfs in this test".into()))
+        }
+        fn unmount_rootfs(&self, _: &str) -> Result<(), ImageServiceError> {
+            Ok(())
+        }
+        fn remove_rootfs(&self, _: &str) -> Result<(), ImageServiceError> {
+            Ok(())
+        }
+    }
+
+    fn engine(dir: &Path) -> Arc<Engine> {
+        Arc::new(
+            Engine::open(
+                EngineConfig {
+                    data_root: dir.join("data"),
+                    exec_root: dir.join("exec"),
+                    shim_path: PathBuf::from("/nonexistent/berth-shim"),
+                    cgroup_parent: "/berth-test".into(),
+                    systemd_cgroup: false,
+                    init_path: None,
+                    log_max_size: None,
+                    log_max_file: None,
+                },
+                Arc::new(FakeImages),
+            )
+            .expect("open"),
+        )
+    }
+
+    #[test]
+    fn create_list_inspect_remove() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = engine(dir.path());
+        let cfg = ContainerConfig {
+            image: "busybox".into(),
+            cmd: Some(vec!["echo".into(), "hi".into()]),
+            ..Default::default()
+        };
+        let c = e
+            .create(Some("web"), cfg.clone(), HostConfig::default())
+            .expect("create");
+        assert_eq!(c.name, "/web");
+        assert_eq!(c.path, "echo");
+        assert_eq!(c.state.status, "created");
+        let dup = e.create(Some("web"), cfg.clone(), HostConfig::default());
+        assert!(matches!(dup, Err(EngineError::Conflict(_))));
+        let anon = e
+            .create(None, cfg.clone(), HostConfig::default())
+            .expect("create");
+        assert!(names::valid(anon.name.trim_start_matches('/')));
+        assert_eq!(e.get(&c.id[..10]).map(|x| x.id).ok(), Some(c.id.clone()));
+        assert_eq!(e.list().map(|l| l.len()).ok(), Some(2));
+        let missing = e.create(
+            None,
+            ContainerConfig {
+                image: "nope".into(),
+                ..Default::default()
+            },
+            HostConfig::default(),
+        );
+        assert!(matches!(missing, Err(EngineError::NotFound(m)) if m == "No such image: nope"));
+        let bad = e.create(
+            None,
+            cfg,
+            HostConfig {
+                memory: 10,
+                ..Default::default()
+            },
+        );
+        assert!(matches!(bad, Err(EngineError::Invalid(_))));
+        e.remove("web", false).expect("remove");
+        assert!(matches!(e.get("web"), Err(EngineError::NotFound(_))));
+        assert!(matches!(e.kill(&anon.id, 9), Err(EngineError::Conflict(_))));
+    }
+
+    #[test]
+    fn time_format() {
+        assert_eq!(berth_runtime_time(0, 5), "1970-01-01T00:00:00.000000005Z");
+    }
+}
