@@ -5,3 +5,6 @@ pub mod capabilities;
 pub mod rlimits;
 pub mod seccomp;
 pub mod user;
+
+#[cfg(test)]
+mod test_support;
