@@ -4,6 +4,7 @@
 pub mod capabilities;
 pub mod rlimits;
 pub mod seccomp;
+pub mod seccomp_cache;
 pub mod user;
 
 #[cfg(test)]
