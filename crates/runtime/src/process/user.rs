@@ -19,7 +19,7 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub fn apply(user: &User) -> Result<()> {
     let (uid, gid) = (user.uid(), user.gid());
     let additional = user.additional_gids().as_deref().unwrap_or(&[]);
-    set_groups(gid, additional)?;
+    set_groups(additional)?;
     // Without this the permitted set is emptied when the uid leaves 0; the effective set
     // is emptied regardless and refilled by capset. Execve clears the flag.
     // SAFETY: prctl with integer arguments only.
@@ -50,26 +50,25 @@ pub fn apply(user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Supplementary groups: the additional gids and the user's own gid.
-fn set_groups(gid: u32, additional: &[u32]) -> Result<()> {
-    let mut groups = Vec::with_capacity(additional.len() + 1);
-    groups.push(gid);
-    for group in additional {
-        if !groups.contains(group) {
-            groups.push(*group);
-        }
-    }
-    // SAFETY: `groups` holds `groups.len()` valid gids and outlives the call.
-    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } == 0 {
+/// Supplementary groups: exactly the additional gids, as runc sets them (an empty list
+/// clears the runtime's own groups). The primary gid is not added: Docker's engine puts
+/// it first in `additionalGids` itself, and a plain OCI bundle run by runc has only
+/// what it lists.
+fn set_groups(additional: &[u32]) -> Result<()> {
+    // SAFETY: `additional` holds `additional.len()` valid gids and outlives the call.
+    if unsafe { libc::setgroups(additional.len(), additional.as_ptr()) } == 0 {
         return Ok(());
     }
     let errno = nix::errno::Errno::last();
-    // In a user namespace whose setgroups is denied (rootless), nothing was asked
-    // beyond the primary gid, so there is nothing to lose by going on.
+    // In a user namespace whose setgroups is denied (rootless) the call cannot work;
+    // when the spec asks for no groups, runc goes on with the ones the process has.
     if errno == nix::errno::Errno::EPERM && additional.is_empty() && setgroups_denied() {
         return Ok(());
     }
-    Err(RuntimeError::sys(format!("setgroups to {groups:?}"), errno))
+    Err(RuntimeError::sys(
+        format!("setgroups to {additional:?}"),
+        errno,
+    ))
 }
 
 fn setgroups_denied() -> bool {
@@ -272,6 +271,54 @@ mod tests {
                 return Err(format!("umask {mask:o}"));
             }
             Ok(())
+        });
+        assert_eq!(outcome, Ok(()));
+    }
+
+    #[test]
+    fn empty_additional_gids_clear_the_groups() {
+        let user = UserBuilder::default().uid(0u32).gid(0u32).build().unwrap();
+        let outcome = in_child(|| {
+            let some = [3u32, 4];
+            // SAFETY: `some` holds two gids.
+            unsafe { libc::setgroups(2, some.as_ptr()) };
+            apply(&user).map_err(|e| e.to_string())?;
+            // SAFETY: a zero-sized query of the group count.
+            let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+            if count != 0 {
+                return Err(format!("{count} groups left"));
+            }
+            Ok(())
+        });
+        assert_eq!(outcome, Ok(()));
+    }
+
+    #[test]
+    fn denied_setgroups_is_skipped_only_when_no_groups_are_asked() {
+        let outcome = in_child(|| {
+            // SAFETY: unshare in this single-threaded child.
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+                return Err("unshare(CLONE_NEWUSER) failed".into());
+            }
+            for (file, content) in [
+                ("/proc/self/setgroups", "deny"),
+                ("/proc/self/uid_map", "0 0 1"),
+                ("/proc/self/gid_map", "0 0 1"),
+            ] {
+                std::fs::write(file, content).map_err(|e| format!("{file}: {e}"))?;
+            }
+            let plain = UserBuilder::default().uid(0u32).gid(0u32).build().unwrap();
+            apply(&plain).map_err(|e| e.to_string())?;
+            let with_groups = UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .additional_gids(vec![0u32])
+                .build()
+                .unwrap();
+            match apply(&with_groups) {
+                Err(e) if e.to_string().contains("setgroups") => Ok(()),
+                other => Err(format!("with groups: {other:?}")),
+            }
         });
         assert_eq!(outcome, Ok(()));
     }
