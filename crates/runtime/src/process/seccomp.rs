@@ -5,8 +5,10 @@
 //! (`seccomp_export_bpf`, through a memfd since Debian's libseccomp 2.5 has no
 //! in-memory export) into a plain `Vec<sock_filter>`. The child then needs no library
 //! state, no allocation and no parsing: loading is one `seccomp(SECCOMP_SET_MODE_FILTER)`
-//! syscall. A caller that starts many containers with the same profile may keep the
-//! [`SeccompFilter`] (or its [`SeccompFilter::to_bytes`]) and skip compiling again.
+//! syscall. Compiling a large multi-arch profile costs milliseconds, so callers that
+//! start containers one process at a time should go through
+//! [`super::seccomp_cache::compile_cached`], and a long-lived one may keep the
+//! [`SeccompFilter`] (or its [`SeccompFilter::to_bytes`]).
 //!
 //! Semantics follow runc: syscall names unknown to libseccomp are skipped, rules whose
 //! action equals the default action are skipped (libseccomp rejects them), and a rule
