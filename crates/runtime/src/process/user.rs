@@ -1,4 +1,4 @@
-//! The container user: uid, gid, additional gids, umask; and PATH lookup of args[0].
+//! The container user: uid, gid, additional gids, umask; and PATH lookup of `args[0]`.
 //!
 //! Not owned here: capabilities. [`apply`] only keeps the permitted set across the uid
 //! change; [`super::capabilities::apply_process_sets`] then sets the sets.
