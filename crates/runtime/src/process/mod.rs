@@ -4,4 +4,8 @@
 pub mod capabilities;
 pub mod rlimits;
 pub mod seccomp;
+pub mod seccomp_cache;
 pub mod user;
+
+#[cfg(test)]
+mod test_support;
