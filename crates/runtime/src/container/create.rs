@@ -24,7 +24,6 @@ use crate::bundle::{self, Bundle};
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Context, Result, RuntimeError};
 use crate::namespaces::{self, NamespacePlan};
-use crate::process::seccomp;
 use crate::state::{self, ContainerState, Status};
 use crate::sync::{self, Channel, Message};
 use crate::{console, hooks};
@@ -118,7 +117,13 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         &opts.id,
         global.systemd_cgroup,
     )?;
-    let seccomp = linux.seccomp().as_ref().map(seccomp::compile).transpose()?;
+    // Compiling a large profile costs milliseconds; the state root caches it by content.
+    let seccomp_cache = global.root.join(".seccomp");
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(|s| crate::process::seccomp_cache::compile_cached(s, &seccomp_cache))
+        .transpose()?;
 
     let cgroup = cgroups::manager(&cgroup_path)?;
     let dir = state::create_dir(&global.root, &opts.id)?;

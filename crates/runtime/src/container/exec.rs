@@ -84,7 +84,7 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(seccomp::compile)
+        .map(|s| crate::process::seccomp_cache::compile_cached(s, &global.root.join(".seccomp")))
         .transpose()?;
     let joins = namespaces::of_process(container.pid)?;
     let cgroup = cgroups::manager(&container.cgroup_path)?;
