@@ -46,10 +46,12 @@ impl DeviceRule {
         let number = |n: Option<i64>, what: &'static str| -> Result<Option<u32>, CgroupError> {
             match n {
                 None | Some(-1) => Ok(None),
-                Some(v) => u32::try_from(v).map(Some).map_err(|_| CgroupError::InvalidValue {
-                    what,
-                    reason: format!("{v} is not a device number"),
-                }),
+                Some(v) => u32::try_from(v)
+                    .map(Some)
+                    .map_err(|_| CgroupError::InvalidValue {
+                        what,
+                        reason: format!("{v} is not a device number"),
+                    }),
             }
         };
         Ok(Some(DeviceRule {

@@ -132,6 +132,12 @@ pub fn compile(rules: &[DeviceRule]) -> Result<Vec<Insn>, CgroupError> {
         block.push(mov64_imm(R0, i32::from(rule.allow)));
         block.push(exit());
         let len = block.len();
+        if len == 2 {
+            // Matches every access: rules before it can never decide, and the
+            // verifier refuses unreachable instructions, so the program ends here.
+            prog.extend(block);
+            return Ok(prog);
+        }
         for (i, ins) in block.iter_mut().enumerate() {
             if ins.code & 0x07 == BPF_JMP && ins.code != BPF_JMP | BPF_EXIT {
                 // Jump to the first instruction after the block.

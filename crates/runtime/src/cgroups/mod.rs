@@ -127,7 +127,11 @@ pub fn resolve_path_in(
 pub(crate) fn join_cgroup(base: &str, relative: &str) -> String {
     let base = base.trim_end_matches('/');
     if relative.is_empty() {
-        return if base.is_empty() { "/".into() } else { base.into() };
+        return if base.is_empty() {
+            "/".into()
+        } else {
+            base.into()
+        };
     }
     format!("{base}/{relative}")
 }
@@ -218,10 +222,7 @@ pub fn manager(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
 }
 
 /// The manager for a stored cgroup path in a given hierarchy (tests pass a fake one).
-pub fn manager_in(
-    path: &str,
-    hierarchy: Hierarchy,
-) -> Result<Box<dyn CgroupManager>, CgroupError> {
+pub fn manager_in(path: &str, hierarchy: Hierarchy) -> Result<Box<dyn CgroupManager>, CgroupError> {
     let clean = clean_path(path)?;
     Ok(match hierarchy {
         Hierarchy::V1 { .. } => Box::new(v1::V1Manager::new(&clean, &hierarchy)?),
@@ -231,3 +232,5 @@ pub fn manager_in(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_root;

@@ -43,7 +43,10 @@ pub enum Hierarchy {
         own: OwnCgroups,
     },
     /// Pure cgroup v2.
-    V2 { mount_point: PathBuf, own: OwnCgroups },
+    V2 {
+        mount_point: PathBuf,
+        own: OwnCgroups,
+    },
 }
 
 /// The cgroup of the calling process in each hierarchy, from `/proc/self/cgroup`;
@@ -131,10 +134,10 @@ fn unescape(field: &str) -> String {
 impl Hierarchy {
     /// The layout of this host, as the calling process sees it.
     pub fn detect() -> Result<Self, CgroupError> {
-        let mountinfo = std::fs::read_to_string(MOUNTINFO)
-            .map_err(|e| io_error(Path::new(MOUNTINFO), e))?;
-        let own = std::fs::read_to_string(OWN_CGROUP)
-            .map_err(|e| io_error(Path::new(OWN_CGROUP), e))?;
+        let mountinfo =
+            std::fs::read_to_string(MOUNTINFO).map_err(|e| io_error(Path::new(MOUNTINFO), e))?;
+        let own =
+            std::fs::read_to_string(OWN_CGROUP).map_err(|e| io_error(Path::new(OWN_CGROUP), e))?;
         Self::from_proc(&mountinfo, &own)
             .ok_or_else(|| CgroupError::NotMounted(PathBuf::from(MOUNTINFO)))
     }
@@ -156,20 +159,15 @@ impl Hierarchy {
             let root = unescape(left[3]);
             let mount_point = PathBuf::from(unescape(left[4]));
             match right[0] {
-                "cgroup2" => {
-                    // The first mount of cgroup2 wins; later ones are bind mounts.
-                    if unified.is_none() {
-                        unified = Some(mount_point);
-                    }
-                }
+                // The first mount of cgroup2 wins; later ones are bind mounts.
+                "cgroup2" if unified.is_none() => unified = Some(mount_point),
                 "cgroup" => {
                     let controllers: Vec<String> = right[2]
                         .split(',')
                         .filter(|o| is_controller_option(o))
                         .map(str::to_string)
                         .collect();
-                    if controllers.is_empty()
-                        || mounts.iter().any(|m| m.controllers == controllers)
+                    if controllers.is_empty() || mounts.iter().any(|m| m.controllers == controllers)
                     {
                         continue;
                     }
@@ -206,8 +204,8 @@ impl Hierarchy {
             } => {
                 let mut paths = mounts.iter().map(|m| own.of(&m.controllers));
                 let first = paths.next()?;
-                let same = paths.all(|p| p == first)
-                    && (unified.is_none() || own.unified() == first);
+                let same =
+                    paths.all(|p| p == first) && (unified.is_none() || own.unified() == first);
                 same.then_some(first)
             }
         }

@@ -40,7 +40,11 @@ pub struct CpuUsage {
     pub total: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub percpu: Vec<u64>,
-    #[serde(default, rename = "percpu_kernel", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "percpu_kernel",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub percpu_kernel: Vec<u64>,
     #[serde(default, rename = "percpu_user", skip_serializing_if = "Vec::is_empty")]
     pub percpu_user: Vec<u64>,
@@ -119,7 +123,11 @@ pub struct Blkio {
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub io_serviced_recursive: Vec<BlkioEntry>,
-    #[serde(default, rename = "ioQueueRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "ioQueueRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_queued_recursive: Vec<BlkioEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub io_service_time_recursive: Vec<BlkioEntry>,

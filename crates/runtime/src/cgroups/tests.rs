@@ -162,11 +162,14 @@ fn resolve_systemd_slices() {
         resolve_path_in(None, "c1", true, &h).unwrap(),
         "/system.slice/berth-c1.scope"
     );
-    for bad in ["/abs/path", "a:b", "nota:p:n", "a--b.slice:p:n", "x.slice:p:../n"] {
-        assert!(
-            matches!(r(bad), Err(CgroupError::InvalidPath(_))),
-            "{bad}"
-        );
+    for bad in [
+        "/abs/path",
+        "a:b",
+        "nota:p:n",
+        "a--b.slice:p:n",
+        "x.slice:p:../n",
+    ] {
+        assert!(matches!(r(bad), Err(CgroupError::InvalidPath(_))), "{bad}");
     }
 }
 
@@ -184,7 +187,10 @@ fn mountinfo_hybrid_host() {
     let names: Vec<String> = mounts.iter().map(|m| m.controllers.join(",")).collect();
     // The second memory mount (a bind mount) is not a second hierarchy.
     assert_eq!(names, ["cpu,cpuacct", "cpuset", "memory", "name=systemd"]);
-    assert_eq!(unified.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+    assert_eq!(
+        unified.as_deref(),
+        Some(Path::new("/sys/fs/cgroup/unified"))
+    );
     assert_eq!(own.of(&["memory".into()]), "/process_api/abc");
     assert_eq!(own.of(&["cpu".into(), "cpuacct".into()]), "/");
     assert_eq!(own.unified(), "/user.slice");
@@ -241,8 +247,14 @@ fn v1_apply_creates_enters_and_copies_cpuset() {
         assert_eq!(read(root.join(ctl).join("berth/c1/cgroup.procs")), "4242");
     }
     for level in ["berth", "berth/c1"] {
-        assert_eq!(read(root.join("cpuset").join(level).join("cpuset.cpus")), "0-3");
-        assert_eq!(read(root.join("cpuset").join(level).join("cpuset.mems")), "0");
+        assert_eq!(
+            read(root.join("cpuset").join(level).join("cpuset.cpus")),
+            "0-3"
+        );
+        assert_eq!(
+            read(root.join("cpuset").join(level).join("cpuset.mems")),
+            "0"
+        );
     }
     // Again, for an exec'd process: no error, the new pid goes in.
     m.apply(4343).unwrap();
@@ -267,7 +279,10 @@ fn v1_with_memory_files(tmp: &Path, memsw: bool) -> (Box<dyn CgroupManager>, Pat
     let mem = tmp.join("memory/c1");
     touch(&mem, &[("memory.limit_in_bytes", "9223372036854771712\n")]);
     if memsw {
-        touch(&mem, &[("memory.memsw.limit_in_bytes", "9223372036854771712\n")]);
+        touch(
+            &mem,
+            &[("memory.memsw.limit_in_bytes", "9223372036854771712\n")],
+        );
     }
     (manager_in("/c1", h).unwrap(), mem)
 }
@@ -350,11 +365,13 @@ fn full_v1_resources() -> LinuxResources {
         .network(
             oci_spec::runtime::LinuxNetworkBuilder::default()
                 .class_id(0x100001u32)
-                .priorities(vec![oci_spec::runtime::LinuxInterfacePriorityBuilder::default()
-                    .name("eth0")
-                    .priority(5u32)
-                    .build()
-                    .unwrap()])
+                .priorities(vec![
+                    oci_spec::runtime::LinuxInterfacePriorityBuilder::default()
+                        .name("eth0")
+                        .priority(5u32)
+                        .build()
+                        .unwrap(),
+                ])
                 .build()
                 .unwrap(),
         )
@@ -476,8 +493,13 @@ fn v1_swap_without_accounting() {
     m.set(&memory_only(100_000_000, Some(-1))).unwrap();
     m.set(&memory_only(-1, None)).unwrap();
     assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
-    let err = m.set(&memory_only(100_000_000, Some(200_000_000))).unwrap_err();
-    assert!(matches!(err, CgroupError::ControllerMissing { .. }), "{err}");
+    let err = m
+        .set(&memory_only(100_000_000, Some(200_000_000)))
+        .unwrap_err();
+    assert!(
+        matches!(err, CgroupError::ControllerMissing { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -653,7 +675,10 @@ fn v1_pids_recursive_and_destroy() {
     let root = tmp.path().to_path_buf();
     let m = manager_in("/a/c1", v1_hierarchy(&root, true, own(&[]))).unwrap();
     m.apply(10).unwrap();
-    touch(&root.join("devices/a/c1/sub"), &[("cgroup.procs", "12\n11\n")]);
+    touch(
+        &root.join("devices/a/c1/sub"),
+        &[("cgroup.procs", "12\n11\n")],
+    );
     touch(&root.join("devices/a/c1"), &[("cgroup.procs", "10\n12\n")]);
     assert_eq!(m.pids().unwrap(), [10, 11, 12]);
     // A fake tree has regular files in its directories, which real cgroupfs
@@ -775,9 +800,11 @@ fn v2_set_converts_v1_values() {
             .limit(2i64 << 20)
             .build()
             .unwrap()])
-        .unified(BTreeMap::from([("memory.high".to_string(), "90000000".to_string())])
-            .into_iter()
-            .collect::<std::collections::HashMap<_, _>>())
+        .unified(
+            BTreeMap::from([("memory.high".to_string(), "90000000".to_string())])
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
         .build()
         .unwrap();
     m.set(&r).unwrap();
@@ -786,7 +813,10 @@ fn v2_set_converts_v1_values() {
     assert_eq!(read(dir.join("cpuset.cpus")), "1");
     assert_eq!(read(dir.join("memory.max")), "104857600");
     assert_eq!(read(dir.join("memory.low")), "52428800");
-    assert_eq!(read(dir.join("memory.swap.max")), (200u64 << 20).to_string());
+    assert_eq!(
+        read(dir.join("memory.swap.max")),
+        (200u64 << 20).to_string()
+    );
     assert_eq!(read(dir.join("pids.max")), "max");
     assert_eq!(read(dir.join("io.weight")), "default 4950");
     assert_eq!(read(dir.join("io.max")), "8:0 rbps=1000 wiops=50");
@@ -930,7 +960,13 @@ fn conversions() {
 
 // ---------- eBPF device program ----------
 
-fn rule(allow: bool, kind: DeviceKind, major: Option<u32>, minor: Option<u32>, access: u8) -> DeviceRule {
+fn rule(
+    allow: bool,
+    kind: DeviceKind,
+    major: Option<u32>,
+    minor: Option<u32>,
+    access: u8,
+) -> DeviceRule {
     DeviceRule {
         allow,
         kind,
@@ -954,8 +990,8 @@ fn ebpf_program_shape_and_decisions() {
     let prog = ebpf::compile(&rules).unwrap();
     // 6 prologue + per rule (reverse): [type, mov, and, jmp, major, minor, mov, exit]
     // deny c 1:5 w: 1+3+1+1+2 = 8; m-any: 3+2 = 5; c 136 rw: 1+3+1+2 = 7;
-    // c 1:5 rwm: 1+1+1+2 = 5; c 1:3 rwm: 5; deny all: 2; epilogue 2.
-    assert_eq!(prog.len(), 6 + 8 + 5 + 7 + 5 + 5 + 2 + 2);
+    // c 1:5 rwm: 1+1+1+2 = 5; c 1:3 rwm: 5; deny all: 2, which ends the program.
+    assert_eq!(prog.len(), 6 + 8 + 5 + 7 + 5 + 5 + 2);
     let (r, w, m) = (ACCESS_READ as u32, 4u32, ACCESS_MKNOD as u32);
     let c = ebpf::DEV_CHAR;
     let b = ebpf::DEV_BLOCK;
@@ -976,6 +1012,11 @@ fn ebpf_program_shape_and_decisions() {
     assert_eq!(empty.len(), 8);
     assert!(!ebpf::interpret(&empty, c, r, 1, 3));
     // Allow-all as the last rule allows everything.
-    let all = ebpf::compile(&[rule(false, All, None, None, ACCESS_ALL), rule(true, All, None, None, ACCESS_ALL)]).unwrap();
+    let all = ebpf::compile(&[
+        rule(false, All, None, None, ACCESS_ALL),
+        rule(true, All, None, None, ACCESS_ALL),
+    ])
+    .unwrap();
+    assert_eq!(all.len(), 8);
     assert!(ebpf::interpret(&all, b, r | w | m, 259, 1));
 }

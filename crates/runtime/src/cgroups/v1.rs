@@ -233,10 +233,22 @@ impl V1Manager {
             }
         }
         for (devices, file) in [
-            (blkio.throttle_read_bps_device(), "blkio.throttle.read_bps_device"),
-            (blkio.throttle_write_bps_device(), "blkio.throttle.write_bps_device"),
-            (blkio.throttle_read_iops_device(), "blkio.throttle.read_iops_device"),
-            (blkio.throttle_write_iops_device(), "blkio.throttle.write_iops_device"),
+            (
+                blkio.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+            ),
+            (
+                blkio.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+            ),
+            (
+                blkio.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+            ),
+            (
+                blkio.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+            ),
         ] {
             for device in devices.as_deref().unwrap_or(&[]) {
                 let line = format!("{}:{} {}", device.major(), device.minor(), device.rate());
@@ -302,7 +314,7 @@ impl V1Manager {
             polls += 1;
             // A task forking while the freeze runs can leave the cgroup FREEZING;
             // writing the target again restarts the walk over the new tasks.
-            if polls % 50 == 0 {
+            if polls.is_multiple_of(50) {
                 fs::write(dir, "freezer.state", target)?;
             }
             std::thread::sleep(Duration::from_millis(if polls < 20 { 1 } else { 10 }));

@@ -179,7 +179,13 @@ impl V2Manager {
             ("io.weight", resources::blkio_weight_to_io_weight)
         };
         if let Some(weight) = blkio.weight().filter(|&w| w != 0) {
-            write_ctl(dir, "io", what, file, format!("default {}", convert(weight)))?;
+            write_ctl(
+                dir,
+                "io",
+                what,
+                file,
+                format!("default {}", convert(weight)),
+            )?;
         }
         for device in blkio.weight_device().as_deref().unwrap_or(&[]) {
             if let Some(weight) = device.weight() {
