@@ -192,9 +192,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
     drop(fifo);
 
     cgroup.apply(init_pid)?;
-    if let Some(resources) = linux.resources() {
-        cgroup.set(resources)?;
-    }
+    cgroup.set(&with_default_devices(linux.resources().clone().unwrap_or_default()))?;
 
     let mut container = ContainerState {
         id: opts.id.clone(),
@@ -405,4 +403,40 @@ impl Bundle {
     pub fn rootfs_path(&self) -> &Path {
         &self.rootfs
     }
+}
+
+/// The devices every container may use whatever its spec's device rules say (the
+/// ones the runtime creates in /dev, and creating nodes), appended after the spec's
+/// rules as runc does, so that a leading "deny all" does not lock out /dev/null.
+pub(crate) fn with_default_devices(
+    mut resources: oci_spec::runtime::LinuxResources,
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    let mut devices = resources.devices().clone().unwrap_or_default();
+    if devices.is_empty() {
+        return resources;
+    }
+    devices.extend([
+        rule(LinuxDeviceType::C, None, None, "m"),
+        rule(LinuxDeviceType::B, None, None, "m"),
+        rule(LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(8), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(7), "rwm"),
+        rule(LinuxDeviceType::C, Some(5), Some(0), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(5), "rwm"),
+        rule(LinuxDeviceType::C, Some(1), Some(9), "rwm"),
+        rule(LinuxDeviceType::C, Some(136), None, "rwm"),
+        rule(LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+    ]);
+    resources.set_devices(Some(devices));
+    resources
 }

@@ -205,7 +205,10 @@ fn set_ambient(ambient: u64) -> Result<()> {
         };
         if rc != 0 {
             match nix::errno::Errno::last() {
-                nix::errno::Errno::EINVAL => {}
+                // EINVAL: unknown to this kernel. EPERM: not in the permitted and
+                // inheritable sets — runc's default spec lists ambient caps without
+                // inheritable ones, and runc carries on; so do we.
+                nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM => {}
                 errno => {
                     return Err(RuntimeError::Capabilities(format!(
                         "raise ambient capability {cap} (it must be permitted and \
