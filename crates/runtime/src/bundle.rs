@@ -113,6 +113,47 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    let has_ns = |typ: oci_spec::runtime::LinuxNamespaceType| {
+        linux.namespaces().iter().flatten().any(|n| n.typ() == typ)
+    };
+    for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
+        use oci_spec::runtime::LinuxNamespaceType as T;
+        let ipc = matches!(
+            key.as_str(),
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        ) || key.starts_with("fs.mqueue.");
+        let needed = if ipc {
+            Some((T::Ipc, "ipc"))
+        } else if key.starts_with("net.") {
+            Some((T::Network, "network"))
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            Some((T::Uts, "uts"))
+        } else {
+            None
+        };
+        match needed {
+            Some((typ, _)) if has_ns(typ) => {}
+            Some((_, name)) => {
+                return Err(RuntimeError::invalid(
+                    format!("linux.sysctl.{key}"),
+                    format!("sysctl is not in a separate kernel namespace: the spec needs a {name} namespace"),
+                ))
+            }
+            None => {
+                return Err(RuntimeError::invalid(
+                    format!("linux.sysctl.{key}"),
+                    "not a namespaced sysctl: setting it would change the host",
+                ))
+            }
+        }
+    }
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if has_maps && !has_user_ns {

@@ -192,7 +192,9 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
     drop(fifo);
 
     cgroup.apply(init_pid)?;
-    cgroup.set(&with_default_devices(linux.resources().clone().unwrap_or_default()))?;
+    cgroup.set(&with_default_devices(
+        linux.resources().clone().unwrap_or_default(),
+    ))?;
 
     let mut container = ContainerState {
         id: opts.id.clone(),

@@ -285,8 +285,12 @@ fn build_process(config: &oci_spec::runtime::Spec, opts: &ExecOptions) -> Result
     if !opts.caps.is_empty() {
         let mut caps: LinuxCapabilities = p.capabilities().clone().unwrap_or_default();
         for name in &opts.caps {
-            let cap: Capability = name
-                .parse()
+            let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+                name.to_ascii_uppercase()
+            } else {
+                format!("CAP_{}", name.to_ascii_uppercase())
+            };
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(full))
                 .map_err(|_| RuntimeError::Other(format!("unknown capability {name:?}")))?;
             for set in [
                 caps.bounding().clone(),

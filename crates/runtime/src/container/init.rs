@@ -156,13 +156,13 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
         // SAFETY: the console socket fd is ours and not used after this.
         unsafe { libc::close(socket) };
     }
-    rootfs::finalize_rootfs(spec)?;
-
+    // Sysctls go in before /proc/sys is made read-only.
     if let Some(linux) = spec.linux() {
         for (key, value) in linux.sysctl().iter().flatten() {
             write_sysctl(key, value)?;
         }
     }
+    rootfs::finalize_rootfs(spec)?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .context(|| "write /proc/self/oom_score_adj".into())?;
@@ -238,6 +238,10 @@ pub(crate) fn prepare_exec(process: &Process, listen_fds: u32) -> Result<Prepare
         env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
         env.push(format!("LISTEN_FDS={listen_fds}"));
         env.push("LISTEN_PID=1".to_string());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        // As runc: HOME from the user's passwd entry in the container, else "/".
+        env.push(format!("HOME={}", home_of(process.user().uid())));
     }
     let cwd = process.cwd().to_string_lossy();
     let path = user::find_executable(arg0, &env, &cwd)?;
@@ -385,4 +389,16 @@ pub(crate) fn install_stdio(fds: [i32; 3]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, or "/".
+fn home_of(uid: u32) -> String {
+    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())
+        })
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
 }
