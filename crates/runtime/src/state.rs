@@ -57,6 +57,10 @@ pub struct ContainerState {
     /// Absolute cgroup path, as resolved at create time.
     pub cgroup_path: String,
     pub systemd_cgroup: bool,
+    /// The exec fifo's fd number in the init (it closes on exec): `start` watches
+    /// /proc/PID/fd/N to know the user's program is running.
+    #[serde(default)]
+    pub exec_fifo_fd: i32,
     /// The container's spec, as loaded at create time (updated by `update`).
     pub config: Spec,
 }

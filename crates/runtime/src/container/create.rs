@@ -106,12 +106,6 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         ));
     }
     let plan = NamespacePlan::from_spec(linux.namespaces().as_deref().unwrap_or(&[]))?;
-    if !plan.creates(CloneFlags::CLONE_NEWNS) && !plan.joins(LinuxNamespaceType::Mount) {
-        return Err(RuntimeError::invalid(
-            "linux.namespaces",
-            "a mount namespace is required",
-        ));
-    }
     let cgroup_path = cgroups::resolve_path(
         linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
         &opts.id,
@@ -139,6 +133,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         Mode::Create => Some(open_exec_fifo(&dir)?),
         Mode::Run => None,
     };
+    let exec_fifo_fd = fifo.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
     let console = opts
         .console_socket
         .as_deref()
@@ -206,6 +201,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         owner: String::new(),
         cgroup_path: cgroup.path().to_string(),
         systemd_cgroup: global.systemd_cgroup,
+        exec_fifo_fd,
         config: spec.clone(),
     };
     parent.send(&Message::InitPid(init_pid))?;

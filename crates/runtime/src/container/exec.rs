@@ -115,6 +115,7 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
             child.expect(&Message::Proceed)?;
             let pid = clone_process(nix::sched::CloneFlags::empty())?;
             if pid == 0 {
+                super::init::reset_signal_dispositions();
                 if let Some(stdio) = opts.stdio {
                     if let Err(e) = super::init::install_stdio(stdio) {
                         let _ = child.send(&Message::Error(e.to_string()));
@@ -217,6 +218,7 @@ fn exec_stage(
         .context(|| format!("chdir to cwd {:?}", process.cwd()))?;
     rlimits::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     let prepared = prepare_exec(process, 0)?;
+    pass_fds(preserve_fds)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     if let (Some(f), false) = (seccomp, nnp) {
         f.load()?;
@@ -225,7 +227,6 @@ fn exec_stage(
     if nnp {
         set_no_new_privs()?;
     }
-    pass_fds(preserve_fds)?;
     if let (Some(f), true) = (seccomp, nnp) {
         f.load()?;
     }

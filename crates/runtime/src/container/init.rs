@@ -65,6 +65,7 @@ pub fn run(ctx: &InitContext, parent_is_runtime: bool) -> ! {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
+    reset_signal_dispositions();
     if let Some(stdio) = ctx.stdio {
         if let Err(e) = install_stdio(stdio) {
             let _ = ctx.channel.send(&Message::Error(e.to_string()));
@@ -125,7 +126,13 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
         in_cgroup_ns: ctx.plan.creates(CloneFlags::CLONE_NEWCGROUP)
             || ctx.plan.joins(LinuxNamespaceType::Cgroup),
     };
-    rootfs::prepare_rootfs(spec, &opts)?;
+    // Without a mount namespace of its own the container shares the host's: mounting
+    // anything would change the host, so its root is only a chroot.
+    let own_mounts =
+        ctx.plan.creates(CloneFlags::CLONE_NEWNS) || ctx.plan.joins(LinuxNamespaceType::Mount);
+    if own_mounts {
+        rootfs::prepare_rootfs(spec, &opts)?;
+    }
     #[allow(deprecated)]
     let runtime_hooks = spec.hooks().as_ref().is_some_and(|h| {
         h.prestart().as_ref().is_some_and(|v| !v.is_empty())
@@ -146,7 +153,12 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
             &own_state_json(ctx, host_pid, "created"),
         )?;
     }
-    rootfs::enter_rootfs(&ctx.bundle.rootfs, ctx.no_pivot)?;
+    if own_mounts {
+        rootfs::enter_rootfs(&ctx.bundle.rootfs, ctx.no_pivot)?;
+    } else {
+        nix::unistd::chroot(&ctx.bundle.rootfs).context(|| "chroot into the rootfs".into())?;
+        std::env::set_current_dir("/").context(|| "chdir to /".into())?;
+    }
     if let Some(socket) = ctx.console {
         let size = process
             .console_size()
@@ -162,7 +174,9 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
             write_sysctl(key, value)?;
         }
     }
-    rootfs::finalize_rootfs(spec)?;
+    if own_mounts {
+        rootfs::finalize_rootfs(spec)?;
+    }
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .context(|| "write /proc/self/oom_score_adj".into())?;
@@ -172,6 +186,8 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
     std::env::set_current_dir(process.cwd())
         .context(|| format!("chdir to cwd {:?}", process.cwd()))?;
 
+    // Before any seccomp filter: an older profile may not know close_range.
+    pass_fds(ctx.preserve_fds)?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if let (Some(filter), false) = (ctx.seccomp, no_new_privs) {
         filter.load()?;
@@ -180,7 +196,6 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
     if no_new_privs {
         set_no_new_privs()?;
     }
-    pass_fds(ctx.preserve_fds)?;
 
     // Setup is over: from here the runtime may exit without taking us along.
     // SAFETY: prctl with integer arguments.
@@ -401,4 +416,11 @@ fn home_of(uid: u32) -> String {
         })
         .find(|h| !h.is_empty())
         .unwrap_or_else(|| "/".to_string())
+}
+
+/// Rust ignores SIGPIPE in its programs, and ignored signals survive exec: give the
+/// container's process the default disposition, as any other runtime does.
+pub(crate) fn reset_signal_dispositions() {
+    // SAFETY: setting SIGPIPE to SIG_DFL installs no handler; always sound.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }

@@ -34,7 +34,7 @@ pub fn start(global: &Global, id: &str) -> Result<()> {
     fifo.write_all(&[0])
         .map_err(|e| RuntimeError::io("write exec fifo", e))?;
     drop(fifo);
-    wait_for_exec(&fifo_path);
+    wait_for_exec(&container);
     let _ = std::fs::remove_file(&fifo_path);
     // The spec: a failing poststart hook is a warning; the lifecycle goes on.
     if let Err(e) = run_poststart(&container) {
@@ -58,37 +58,25 @@ pub(crate) fn run_poststart(container: &state::ContainerState) -> Result<()> {
 }
 
 /// Wait until the init has exec'd the user's program (poststart hooks must run
-/// after that): the init holds the fifo open close-on-exec, so once it has exec'd
-/// (or died) a reader of the fifo sees no writer left (POLLHUP). Bounded, so a
-/// stray writer cannot hang `start`.
-fn wait_for_exec(fifo_path: &std::path::Path) {
-    use std::os::fd::AsFd;
-    let Ok(reader) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(fifo_path)
-    else {
+/// after that). The init holds the exec fifo open close-on-exec, so the program is
+/// running once that fd is gone from /proc/PID/fd (or the process is). Bounded, in
+/// case startContainer hooks hang.
+fn wait_for_exec(container: &state::ContainerState) {
+    if container.exec_fifo_fd < 0 {
         return;
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    }
+    let link = format!("/proc/{}/fd/{}", container.pid, container.exec_fifo_fd);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut pause = std::time::Duration::from_micros(50);
     while std::time::Instant::now() < deadline {
-        let mut fds = [nix::poll::PollFd::new(
-            reader.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-            Ok(_) => {
-                let revents = fds[0].revents().unwrap_or(nix::poll::PollFlags::empty());
-                if revents.contains(nix::poll::PollFlags::POLLHUP) {
-                    return;
-                }
-                if revents.contains(nix::poll::PollFlags::POLLIN) {
-                    // Our start byte is still there for the init to take: yield.
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                }
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
+        match std::fs::read_link(&link) {
+            Ok(target) if target.to_string_lossy().ends_with(state::EXEC_FIFO) => {}
+            _ => return,
         }
+        if !state::process_is(container.pid, container.init_start_time) {
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(5));
     }
 }
