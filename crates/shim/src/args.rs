@@ -69,25 +69,24 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
                     "--runtime-root" => runtime_root = Some(PathBuf::from(value)),
                     "--log-path" => log_path = Some(PathBuf::from(value)),
                     "--log-max-size" => {
-                        let n: i64 = value
-                            .parse()
-                            .map_err(|_| usage(format!("--log-max-size: not a number: {value:?}")))?;
+                        let n: i64 = value.parse().map_err(|_| {
+                            usage(format!("--log-max-size: not a number: {value:?}"))
+                        })?;
                         // Docker's -1 means unlimited.
                         log_max_size = u64::try_from(n).ok().filter(|n| *n > 0);
                     }
                     _ => {
-                        log_max_file = value
-                            .parse()
-                            .ok()
-                            .filter(|n| *n > 0)
-                            .ok_or_else(|| usage(format!("--log-max-file: not a positive number: {value:?}")))?;
+                        log_max_file = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            usage(format!("--log-max-file: not a positive number: {value:?}"))
+                        })?;
                     }
                 }
             }
             other => return Err(usage(format!("unknown argument {other:?}"))),
         }
     }
-    let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| usage(format!("--{name} is required")));
+    let need =
+        |v: Option<PathBuf>, name: &str| v.ok_or_else(|| usage(format!("--{name} is required")));
     Ok(Options {
         id: id.ok_or_else(|| usage("--id is required".into()))?,
         bundle: absolute(need(bundle, "bundle")?)?,
@@ -124,9 +123,22 @@ mod tests {
     #[test]
     fn full_command_line() {
         let o = parse(args(&[
-            "--id", "c1", "--bundle", "/b", "--state-dir=/s", "--runtime-root", "/r",
-            "--log-path", "/l/c1-json.log", "--log-max-size", "1024", "--log-max-file=3",
-            "--tty", "--stdin", "--stdin-once", "--systemd-cgroup",
+            "--id",
+            "c1",
+            "--bundle",
+            "/b",
+            "--state-dir=/s",
+            "--runtime-root",
+            "/r",
+            "--log-path",
+            "/l/c1-json.log",
+            "--log-max-size",
+            "1024",
+            "--log-max-file=3",
+            "--tty",
+            "--stdin",
+            "--stdin-once",
+            "--systemd-cgroup",
         ]))
         .unwrap();
         assert_eq!(o.id, "c1");
@@ -138,7 +150,18 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let base = ["--id", "c", "--bundle", "/b", "--state-dir", "/s", "--runtime-root", "/r", "--log-path", "/l"];
+        let base = [
+            "--id",
+            "c",
+            "--bundle",
+            "/b",
+            "--state-dir",
+            "/s",
+            "--runtime-root",
+            "/r",
+            "--log-path",
+            "/l",
+        ];
         let o = parse(args(&base)).unwrap();
         assert_eq!((o.log_max_size, o.log_max_file, o.tty), (None, 1, false));
         let mut unlimited = base.to_vec();

@@ -80,7 +80,8 @@ impl Client {
     /// Queue one chunk of container output, framed unless raw.
     pub fn send_output(&mut self, stream: u8, data: &[u8], raw: bool) {
         if !raw {
-            self.output.extend_from_slice(&frame_header(stream, data.len()));
+            self.output
+                .extend_from_slice(&frame_header(stream, data.len()));
         }
         self.send(data);
     }

@@ -47,7 +47,12 @@ impl JsonFileLog {
     }
 
     /// Append one entry; `text` is the line with its newline, or a partial line.
-    pub fn write_entry(&mut self, stream: &str, text: &[u8], time: SystemTime) -> Result<(), ShimError> {
+    pub fn write_entry(
+        &mut self,
+        stream: &str,
+        text: &[u8],
+        time: SystemTime,
+    ) -> Result<(), ShimError> {
         if self.max_size.is_some_and(|max| self.size >= max) {
             self.rotate()?;
         }
@@ -77,7 +82,9 @@ impl JsonFileLog {
                 match std::fs::rename(numbered(n - 1), numbered(n)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(ShimError::io(format!("rotate {}", self.path.display()), e)),
+                    Err(e) => {
+                        return Err(ShimError::io(format!("rotate {}", self.path.display()), e))
+                    }
                 }
             }
             std::fs::rename(&self.path, numbered(1))
@@ -223,7 +230,12 @@ mod tests {
 
     fn entry(text: &[u8]) -> String {
         let mut out = Vec::new();
-        encode_entry(&mut out, "stdout", text, UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789));
+        encode_entry(
+            &mut out,
+            "stdout",
+            text,
+            UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -252,7 +264,10 @@ mod tests {
 
     #[test]
     fn lines_and_partials() {
-        assert_eq!(split(&[b"a\nb", b"c\n", b"d"]), vec![b"a\n".to_vec(), b"bc\n".to_vec(), b"d".to_vec()]);
+        assert_eq!(
+            split(&[b"a\nb", b"c\n", b"d"]),
+            vec![b"a\n".to_vec(), b"bc\n".to_vec(), b"d".to_vec()]
+        );
         let long = vec![b'x'; MAX_PARTIAL + 10];
         let mut with_nl = long.clone();
         with_nl.push(b'\n');
@@ -268,7 +283,12 @@ mod tests {
         let path = dir.path().join("c-json.log");
         let mut log = JsonFileLog::open(&path, Some(100), 3).unwrap();
         for i in 0..10 {
-            log.write_entry("stdout", format!("line {i}\n").as_bytes(), SystemTime::now()).unwrap();
+            log.write_entry(
+                "stdout",
+                format!("line {i}\n").as_bytes(),
+                SystemTime::now(),
+            )
+            .unwrap();
         }
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
         let numbered = |n| PathBuf::from(format!("{}.{n}", path.display()));
@@ -284,7 +304,12 @@ mod tests {
         let single = dir.path().join("one.log");
         let mut log = JsonFileLog::open(&single, Some(100), 1).unwrap();
         for i in 0..10 {
-            log.write_entry("stderr", format!("line {i}\n").as_bytes(), SystemTime::now()).unwrap();
+            log.write_entry(
+                "stderr",
+                format!("line {i}\n").as_bytes(),
+                SystemTime::now(),
+            )
+            .unwrap();
         }
         assert!(read(&single).len() < 200);
         assert!(!PathBuf::from(format!("{}.1", single.display())).exists());

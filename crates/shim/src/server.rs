@@ -131,7 +131,10 @@ impl Shim {
         };
         if let Some(master) = started.master {
             sys::set_nonblocking(&master)?;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| ShimError::io("dup pty master", e));
+            let dup = |fd: &OwnedFd| {
+                fd.try_clone()
+                    .map_err(|e| ShimError::io("dup pty master", e))
+            };
             add_source(dup(&master)?, 1)?;
             if opts.stdin {
                 init.stdin = Some(StdinSink::new(dup(&master)?, true));
@@ -212,7 +215,11 @@ impl Shim {
             });
             tokens.push(token);
         };
-        add(self.signals.as_fd().as_raw_fd(), libc::POLLIN, Token::Signals);
+        add(
+            self.signals.as_fd().as_raw_fd(),
+            libc::POLLIN,
+            Token::Signals,
+        );
         add(self.listener.as_raw_fd(), libc::POLLIN, Token::Listener);
         for (i, s) in self.sources.iter().enumerate() {
             add(s.fd.as_raw_fd(), libc::POLLIN, Token::Source(i));
@@ -692,14 +699,58 @@ impl Shim {
             "exited_at": sys::rfc3339_nano(exit.at),
             "oom_killed": oom,
         });
+        // No new connections from here on; those that raced our exit (accepted
+        // with their request unread, or still in the backlog) are answered from
+        // the final state too. A client that connects even later sees EOF or a
+        // reset and reads the exit file.
+        let _ = std::fs::remove_file(self.state_dir.join(SOCKET));
+        while let Ok((sock, _)) = self.listener.accept() {
+            self.clients.push(Client::new(sock));
+        }
         for c in &mut self.clients {
+            if matches!(c.state, ClientState::Request) {
+                c.state = late_request(c, &reply);
+            }
             if matches!(c.state, ClientState::Waiting) {
                 c.respond(&reply);
             }
             c.flush_blocking();
         }
-        let _ = std::fs::remove_file(self.state_dir.join(SOCKET));
         std::process::exit(0);
+    }
+}
+
+/// Read the rest of a request that arrived as the container exited, briefly
+/// blocking, and answer it from `final_state`.
+fn late_request(client: &mut Client, final_state: &Value) -> ClientState {
+    let _ = client.sock.set_nonblocking(false);
+    let _ = client
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 512];
+    while !client.input.contains(&b'\n') && client.input.len() < 4096 {
+        match std::io::Read::read(&mut client.sock, &mut buf) {
+            Ok(n) if n > 0 => client.input.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let end = client
+        .input
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(client.input.len());
+    let op = serde_json::from_slice::<Request>(&client.input[..end]).map(|r| r.op);
+    match op.as_deref() {
+        Ok("wait") => ClientState::Waiting,
+        Ok("state") => {
+            client.respond(final_state);
+            ClientState::Closing(Instant::now())
+        }
+        _ => {
+            let id_gone = json!({"error": "the container has exited"});
+            client.respond(&id_gone);
+            ClientState::Closing(Instant::now())
+        }
     }
 }
 

@@ -67,8 +67,14 @@ mod tests {
 
     #[test]
     fn oom_counters() {
-        assert_eq!(oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 2);
-        assert_eq!(oom_kill_count("low 0\nhigh 0\nmax 0\noom 1\noom_kill 0\n"), 0);
+        assert_eq!(
+            oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(
+            oom_kill_count("low 0\nhigh 0\nmax 0\noom 1\noom_kill 0\n"),
+            0
+        );
         assert_eq!(oom_kill_count(""), 0);
         assert!(!oom_killed("/berth-test-no-such-cgroup"));
     }
@@ -80,6 +86,9 @@ mod tests {
         write_exit_file(dir.path(), Exit { code: 137, at }, true).unwrap();
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join(EXIT_FILE)).unwrap()).unwrap();
-        assert_eq!(v, json!({"exit_code": 137, "exited_at": "2023-11-14T22:13:20Z", "oom_killed": true}));
+        assert_eq!(
+            v,
+            json!({"exit_code": 137, "exited_at": "2023-11-14T22:13:20Z", "oom_killed": true})
+        );
     }
 }

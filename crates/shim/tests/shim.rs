@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 const SHIM: &str = env!("CARGO_BIN_EXE_berth-shim");
-const APPLETS: &[&str] = &["sh", "cat", "echo", "sleep", "stty", "true", "seq", "head", "tr"];
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "sleep", "stty", "true", "seq", "head", "tr",
+];
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A busybox bundle, runtime root, state dir and log, all in one temp dir.
@@ -26,7 +28,10 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str, args: &[&str], tty: bool) -> Setup {
-        let dir = tempfile::Builder::new().prefix("berth-shim-test").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-shim-test")
+            .tempdir()
+            .unwrap();
         let bundle = dir.path().join("bundle");
         let bin = bundle.join("rootfs/bin");
         std::fs::create_dir_all(&bin).unwrap();
@@ -184,7 +189,8 @@ fn read_line(sock: &mut UnixStream) -> Value {
         }
         line.push(byte[0]);
     }
-    serde_json::from_slice(&line).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&line)))
+    serde_json::from_slice(&line)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&line)))
 }
 
 /// Read stdcopy frames until EOF: (stdout, stderr).
@@ -206,7 +212,10 @@ fn read_frames(sock: &mut UnixStream) -> (String, String) {
             s => panic!("stream byte {s}"),
         }
     }
-    (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
 }
 
 /// Read raw bytes until `want` appears in them.
@@ -215,7 +224,11 @@ fn read_until(sock: &mut UnixStream, want: &str) -> String {
     let mut buf = [0u8; 1024];
     while !String::from_utf8_lossy(&seen).contains(want) {
         let n = sock.read(&mut buf).unwrap();
-        assert!(n > 0, "EOF before {want:?} in {:?}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "EOF before {want:?} in {:?}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&seen).into_owned()
@@ -262,7 +275,11 @@ fn is_rfc3339_nano(t: &str) -> bool {
 fn output_is_logged_attached_and_the_exit_recorded() {
     let s = Setup::new(
         "logs",
-        &["/bin/sh", "-c", "sleep 0.5; echo out; echo 'err <&>' >&2; echo late; exit 3"],
+        &[
+            "/bin/sh",
+            "-c",
+            "sleep 0.5; echo out; echo 'err <&>' >&2; echo late; exit 3",
+        ],
         false,
     );
     let ready = s.spawn(&[]);
@@ -297,18 +314,36 @@ fn output_is_logged_attached_and_the_exit_recorded() {
     assert_eq!(exit["oom_killed"], false);
     assert_eq!(exit["exited_at"], done["exited_at"]);
     assert!(!s.path("state/shim.sock").exists());
-    assert!(!s.path("runtime").join(&s.id).exists(), "runtime state deleted");
+    assert!(
+        !s.path("runtime").join(&s.id).exists(),
+        "runtime state deleted"
+    );
 
     let text = std::fs::read_to_string(s.log_path()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     // Docker's field order and escaping, byte for byte. stdout and stderr are two
     // pipes: their relative order is not defined, each one's own order is.
-    let stdout: Vec<&&str> = lines.iter().filter(|l| l.contains(r#""stream":"stdout""#)).collect();
-    let stderr: Vec<&&str> = lines.iter().filter(|l| l.contains(r#""stream":"stderr""#)).collect();
-    assert!(stdout[0].starts_with(r#"{"log":"out\n","stream":"stdout","time":""#), "{text}");
-    assert!(stdout[1].starts_with(r#"{"log":"late\n","stream":"stdout","time":""#), "{text}");
-    assert!(stderr[0].starts_with(r#"{"log":"err \u003c\u0026\u003e\n","stream":"stderr","time":""#), "{text}");
+    let stdout: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains(r#""stream":"stdout""#))
+        .collect();
+    let stderr: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains(r#""stream":"stderr""#))
+        .collect();
+    assert!(
+        stdout[0].starts_with(r#"{"log":"out\n","stream":"stdout","time":""#),
+        "{text}"
+    );
+    assert!(
+        stdout[1].starts_with(r#"{"log":"late\n","stream":"stdout","time":""#),
+        "{text}"
+    );
+    assert!(
+        stderr[0].starts_with(r#"{"log":"err \u003c\u0026\u003e\n","stream":"stderr","time":""#),
+        "{text}"
+    );
     for l in &lines {
         let v: Value = serde_json::from_str(l).unwrap();
         assert!(is_rfc3339_nano(v["time"].as_str().unwrap()), "{l}");
@@ -320,7 +355,8 @@ fn output_is_logged_attached_and_the_exit_recorded() {
 fn stdin_round_trip_and_stdin_once() {
     let s = Setup::new("stdin", &["/bin/cat"], false);
     s.spawn(&["--stdin", "--stdin-once"]);
-    let mut attach = s.connect(json!({"op": "attach", "stdin": true, "stdout": true, "stderr": true}));
+    let mut attach =
+        s.connect(json!({"op": "attach", "stdin": true, "stdout": true, "stderr": true}));
     assert_eq!(read_line(&mut attach), json!({"ok": true}));
     attach.write_all(b"hello shim\n").unwrap();
     let mut header = [0u8; 8];
@@ -335,7 +371,11 @@ fn stdin_round_trip_and_stdin_once() {
     let (out, _) = read_frames(&mut attach);
     assert_eq!(out, "second\n");
     assert_eq!(s.wait_exit()["exit_code"], 0);
-    let logged: Vec<String> = s.log_lines().iter().map(|v| v["log"].as_str().unwrap().to_string()).collect();
+    let logged: Vec<String> = s
+        .log_lines()
+        .iter()
+        .map(|v| v["log"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(logged, vec!["hello shim\n", "second\n"]);
 }
 
@@ -345,17 +385,27 @@ fn tty_with_resize() {
     s.spawn(&["--tty", "--stdin"]);
     let mut attach = s.connect(json!({"op": "attach", "stdin": true, "stdout": true}));
     assert_eq!(read_line(&mut attach), json!({"ok": true}));
-    assert_eq!(s.call(json!({"op": "resize", "height": 42, "width": 117})), json!({"ok": true}));
-    assert!(s.call(json!({"op": "resize", "height": 1, "width": 1, "exec_id": "nope"}))["error"].is_string());
+    assert_eq!(
+        s.call(json!({"op": "resize", "height": 42, "width": 117})),
+        json!({"ok": true})
+    );
+    assert!(
+        s.call(json!({"op": "resize", "height": 1, "width": 1, "exec_id": "nope"}))["error"]
+            .is_string()
+    );
     attach.write_all(b"go\n").unwrap();
     // Raw bytes, no frames: the echo of our input, then stty's answer.
     let seen = read_until(&mut attach, "42 117");
     assert!(seen.contains("go"), "{seen:?}");
     assert_eq!(s.wait_exit()["exit_code"], 5);
-    let log: String = s.log_lines().iter().map(|v| {
-        assert_eq!(v["stream"], "stdout");
-        v["log"].as_str().unwrap().to_string()
-    }).collect();
+    let log: String = s
+        .log_lines()
+        .iter()
+        .map(|v| {
+            assert_eq!(v["stream"], "stdout");
+            v["log"].as_str().unwrap().to_string()
+        })
+        .collect();
     assert!(log.contains("42 117\r\n"), "{log:?}");
 }
 
@@ -386,7 +436,10 @@ fn exec_kill_and_wait() {
     cat.write_all(b"shout\n").unwrap();
     cat.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_frames(&mut cat).0, "SHOUT\n");
-    assert_eq!(s.call(json!({"op": "exec_state", "exec_id": "e2"}))["exit_code"], 9);
+    assert_eq!(
+        s.call(json!({"op": "exec_state", "exec_id": "e2"}))["exit_code"],
+        9
+    );
 
     // A tty exec sees its own size.
     let mut tty = s.connect(json!({
@@ -394,14 +447,23 @@ fn exec_kill_and_wait() {
         "process": exec_process(&["/bin/sh", "-c", "read x; stty size"]),
     }));
     assert_eq!(read_line(&mut tty)["ok"], true);
-    assert_eq!(s.call(json!({"op": "resize", "exec_id": "e3", "height": 33, "width": 44})), json!({"ok": true}));
+    assert_eq!(
+        s.call(json!({"op": "resize", "exec_id": "e3", "height": 33, "width": 44})),
+        json!({"ok": true})
+    );
     tty.write_all(b"\n").unwrap();
     read_until(&mut tty, "33 44");
     wait_until(|| s.call(json!({"op": "exec_state", "exec_id": "e3"}))["exit_code"] == 0);
 
     // Bad requests get errors, and the shim keeps serving.
-    assert!(s.call(json!({"op": "exec", "exec_id": "e1", "process": exec_process(&["/bin/true"])}))["error"].is_string());
-    assert!(s.call(json!({"op": "exec", "exec_id": "../x", "process": exec_process(&["/bin/true"])}))["error"].is_string());
+    assert!(s
+        .call(json!({"op": "exec", "exec_id": "e1", "process": exec_process(&["/bin/true"])}))
+        ["error"]
+        .is_string());
+    assert!(s
+        .call(json!({"op": "exec", "exec_id": "../x", "process": exec_process(&["/bin/true"])}))
+        ["error"]
+        .is_string());
     assert!(s.call(json!({"op": "exec_state", "exec_id": "none"}))["error"].is_string());
     assert!(s.call(json!({"op": "kill", "signal": 999}))["error"].is_string());
     assert!(s.call(json!({"op": "frobnicate"}))["error"].is_string());
@@ -413,10 +475,14 @@ fn exec_kill_and_wait() {
     // Exec output is not the container's log.
     assert!(s.log_lines().is_empty());
 
-    assert_eq!(s.call(json!({"op": "kill", "signal": 9, "all": false})), json!({"ok": true}));
+    assert_eq!(
+        s.call(json!({"op": "kill", "signal": 9, "all": false})),
+        json!({"ok": true})
+    );
     let done = s.wait_exit();
     assert_eq!(done["exit_code"], 137);
-    let exit: Value = serde_json::from_slice(&std::fs::read(s.path("state/exit")).unwrap()).unwrap();
+    let exit: Value =
+        serde_json::from_slice(&std::fs::read(s.path("state/exit")).unwrap()).unwrap();
     assert_eq!(exit["exit_code"], 137);
 }
 
@@ -454,7 +520,12 @@ fn survives_the_death_of_its_parent() {
     assert_ne!(ppid, parent_pid);
     assert_ne!(ppid, std::process::id() as i32);
     // Its own session.
-    assert_eq!(nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(shim))).unwrap().as_raw(), shim);
+    assert_eq!(
+        nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(shim)))
+            .unwrap()
+            .as_raw(),
+        shim
+    );
 
     std::thread::sleep(Duration::from_millis(200));
     assert!(alive(shim));
@@ -474,11 +545,22 @@ fn log_rotation() {
     let mut all: Vec<Value> = Vec::new();
     for path in [numbered(2), numbered(1), s.log_path()] {
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.len() < 2000 + 200, "{} is {} bytes", path.display(), text.len());
-        all.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        assert!(
+            text.len() < 2000 + 200,
+            "{} is {} bytes",
+            path.display(),
+            text.len()
+        );
+        all.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
     }
     // The newest lines, in order, none torn.
-    let numbers: Vec<u32> = all.iter().map(|v| v["log"].as_str().unwrap().trim().parse().unwrap()).collect();
+    let numbers: Vec<u32> = all
+        .iter()
+        .map(|v| v["log"].as_str().unwrap().trim().parse().unwrap())
+        .collect();
     assert_eq!(*numbers.last().unwrap(), 500);
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
 }
@@ -505,7 +587,8 @@ fn private_memory_of_an_idle_shim() {
     s.spawn(&[]);
     // Exercise the paths a real container uses before measuring.
     s.call(json!({"op": "state"}));
-    let mut exec = s.connect(json!({"op": "exec", "exec_id": "m", "process": exec_process(&["/bin/true"])}));
+    let mut exec =
+        s.connect(json!({"op": "exec", "exec_id": "m", "process": exec_process(&["/bin/true"])}));
     read_line(&mut exec);
     read_frames(&mut exec);
     std::thread::sleep(Duration::from_millis(100));
@@ -518,7 +601,10 @@ fn private_memory_of_an_idle_shim() {
             .unwrap()
     };
     let private = kb("Private_Clean:") + kb("Private_Dirty:");
-    eprintln!("berth-shim private memory: {private} kB (Rss {} kB)", kb("Rss:"));
+    eprintln!(
+        "berth-shim private memory: {private} kB (Rss {} kB)",
+        kb("Rss:")
+    );
     // A loose bound that holds for debug builds too; the release figure is in bench/.
     assert!(private < 4096, "{private} kB private");
     s.call(json!({"op": "kill", "signal": 9}));
