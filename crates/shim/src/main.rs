@@ -46,6 +46,7 @@ fn main() {
         Ok(shim) => {
             report(ready, &serde_json::json!({"pid": shim.init_pid()}));
             sys::trim_heap();
+            sys::drop_startup_pages();
             shim.run()
         }
         Err(e) => {

@@ -100,6 +100,75 @@ pub fn close_inherited_from(first: u32) {
     unsafe { libc::close_range(first, u32::MAX, 0) };
 }
 
+/// Give back the pages that only start-up needed. Creating a container runs
+/// most of the runtime library (spec parsing, seccomp, mounts): its code stays
+/// mapped and counted as ours for the container's whole life, though the loop
+/// never runs it again. Dropping our executable's clean, file-backed mappings
+/// costs a few minor faults for what the loop does use; pages we wrote
+/// (relocations, data) are anonymous and are left alone. The unused depth of the
+/// stack below the current frame goes too.
+pub fn drop_startup_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let exe = exe.to_string_lossy();
+    let mut clean_ranges = Vec::new();
+    let mut stack = None;
+    let mut current: Option<(usize, usize, bool)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some(range) = parse_range(first) {
+            if let Some((start, end, true)) = current.take() {
+                clean_ranges.push((start, end));
+            }
+            let perms = fields.next().unwrap_or("");
+            let path = fields.nth(3).unwrap_or("");
+            if path == "[stack]" {
+                stack = Some(range);
+            }
+            let candidate = path == exe && !perms.contains('w');
+            current = Some((range.0, range.1, candidate));
+        } else if first == "Anonymous:" && fields.next() != Some("0") {
+            if let Some(c) = current.as_mut() {
+                c.2 = false;
+            }
+        }
+    }
+    if let Some((start, end, true)) = current {
+        clean_ranges.push((start, end));
+    }
+    for (start, end) in clean_ranges {
+        advise_dontneed(start, end);
+    }
+    if let Some((start, _)) = stack {
+        let marker = 0u8;
+        let sp = std::ptr::addr_of!(marker) as usize;
+        // Keep a margin below our frame for the calls still to come in this one.
+        let below = (sp & !0xfff).saturating_sub(4 * 4096);
+        if below > start {
+            advise_dontneed(start, below);
+        }
+    }
+}
+
+fn parse_range(text: &str) -> Option<(usize, usize)> {
+    let (a, b) = text.split_once('-')?;
+    Some((
+        usize::from_str_radix(a, 16).ok()?,
+        usize::from_str_radix(b, 16).ok()?,
+    ))
+}
+
+fn advise_dontneed(start: usize, end: usize) {
+    // SAFETY: the range is page aligned (from /proc/self/smaps, or rounded down)
+    // and holds either clean file-backed pages of our executable, which fault back
+    // in unchanged from the page cache, or stack below every live frame, which
+    // nothing reads before writing. No Rust object lives in either.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+}
+
 /// Is `fd` an open descriptor of this process?
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD on any number only queries; it touches no memory.

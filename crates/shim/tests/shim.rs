@@ -1,7 +1,7 @@
 //! berth-shim driven as berthd drives it (as root): spawned with a readiness pipe
 //! on fd 3, talked to over shim.sock, against a busybox bundle in a temp dir.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
