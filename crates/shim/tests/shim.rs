@@ -601,12 +601,16 @@ fn private_memory_of_an_idle_shim() {
             .unwrap()
     };
     let private = kb("Private_Clean:") + kb("Private_Dirty:");
+    let anonymous = kb("Anonymous:");
     eprintln!(
-        "berth-shim private memory: {private} kB (Rss {} kB)",
+        "berth-shim private memory: {private} kB (Rss {} kB, anonymous {anonymous} kB)",
         kb("Rss:")
     );
-    // A loose bound that holds for debug builds too; the release figure is in bench/.
-    assert!(private < 4096, "{private} kB private");
+    // Private_Clean/Dirty of the executable's pages depend on how many shims share
+    // them and on whether the freshly linked file is written back yet; what the
+    // shim itself allocates and writes is its anonymous memory. The bound is loose
+    // enough for debug builds; the release figure is measured in bench/.
+    assert!(anonymous < 1024, "{anonymous} kB anonymous");
     s.call(json!({"op": "kill", "signal": 9}));
     s.wait_exit();
 }
