@@ -75,6 +75,9 @@ pub enum ImageError {
         context: String,
         source: std::io::Error,
     },
+    /// `docker rmi` refusals (Docker's 409 "conflict: unable to delete …").
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("{0}")]
     Other(String),
 }

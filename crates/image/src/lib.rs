@@ -4,17 +4,23 @@
 //!
 //! - [`digest`]: content digests and hashing while streaming.
 //! - [`model`]: OCI and Docker manifests, indexes, image configs, platforms, chain IDs.
+//! - [`content`]: the content store (blobs by digest, verified ingests).
+//! - [`reference`]: image references, normalised as Docker does.
+//! - [`store`]: the image index (IDs, RepoTags, RepoDigests) and garbage collection.
 //! - [`error`]: the typed errors, each naming the image, layer or blob concerned.
 //! - [`registry`]: the Distribution API v2 client (pull, push, auth, mirrors).
 //! - [`layer`]: unpacking layer blobs safely; diffs, `docker diff` and `docker export`.
 //! - [`snapshot`]: overlay snapshots of layers and containers under `snapshots/`.
 
+pub mod content;
 pub mod digest;
 pub mod error;
 pub mod layer;
 pub mod model;
+pub mod reference;
 pub mod registry;
 pub mod snapshot;
+pub mod store;
 
 pub use digest::Digest;
 pub use error::{ImageError, Result};

@@ -224,6 +224,194 @@ pub fn host_platform() -> Platform {
     }
 }
 
+/// Normalises an OS name and an architecture with its variant as containerd's
+/// `platforms.Normalize` does: `x86_64` is `amd64`, `aarch64` is `arm64`, arm64's
+/// default variant `v8` is no variant, plain `arm` is `arm/v7`.
+fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
+    let arch = arch.to_ascii_lowercase();
+    let variant = variant.to_ascii_lowercase();
+    match arch.as_str() {
+        "i386" => ("386".into(), String::new()),
+        "x86_64" | "x86-64" | "amd64" => {
+            let v = if variant == "v1" {
+                String::new()
+            } else {
+                variant
+            };
+            ("amd64".into(), v)
+        }
+        "aarch64" | "arm64" => {
+            let v = match variant.as_str() {
+                "8" | "v8" | "v8.0" => String::new(),
+                "9" | "9.0" | "v9.0" => "v9".into(),
+                _ => variant,
+            };
+            ("arm64".into(), v)
+        }
+        "armhf" => ("arm".into(), "v7".into()),
+        "armel" => ("arm".into(), "v6".into()),
+        "arm" => {
+            let v = match variant.as_str() {
+                "" | "7" => "v7".into(),
+                "5" | "6" | "8" => format!("v{variant}"),
+                _ => variant,
+            };
+            ("arm".into(), v)
+        }
+        _ => (arch, variant),
+    }
+}
+
+const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "windows",
+];
+
+impl Platform {
+    /// The platform with OS and architecture names normalised (see `normalize_arch`).
+    pub fn normalized(&self) -> Platform {
+        let (architecture, variant) =
+            normalize_arch(&self.architecture, self.variant.as_deref().unwrap_or(""));
+        Platform {
+            architecture,
+            os: self.os.to_ascii_lowercase(),
+            variant: (!variant.is_empty()).then_some(variant),
+            os_version: self.os_version.clone(),
+            os_features: self.os_features.clone(),
+        }
+    }
+
+    /// Parses `--platform` as containerd's `platforms.Parse` does: `os/arch[/variant]`,
+    /// or a lone OS (this host's architecture) or a lone architecture (this host's OS).
+    pub fn parse(spec: &str) -> crate::error::Result<Platform> {
+        let bad = |why: &str| {
+            crate::error::ImageError::invalid(format!("platform {spec:?}"), why.to_string())
+        };
+        let parts: Vec<&str> = spec.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+            return Err(bad("expected os/arch[/variant]"));
+        }
+        let host = host_platform();
+        let p = match parts.as_slice() {
+            [one] => {
+                let lower = one.to_ascii_lowercase();
+                if KNOWN_OS.contains(&lower.as_str()) {
+                    Platform { os: lower, ..host }
+                } else {
+                    Platform {
+                        os: host.os,
+                        architecture: lower,
+                        ..Default::default()
+                    }
+                }
+            }
+            [os, arch] => Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                ..Default::default()
+            },
+            [os, arch, variant] => Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(variant.to_string()),
+                ..Default::default()
+            },
+            _ => return Err(bad("expected os/arch[/variant]")),
+        };
+        Ok(p.normalized())
+    }
+
+    fn same(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && self.variant == other.variant
+    }
+
+    /// The platforms that run on this one, best first (containerd's `platforms.Only`):
+    /// the platform itself, then older variants of its architecture, and for arm64
+    /// hosts, 32-bit arm.
+    fn compatible(&self) -> Vec<Platform> {
+        let p = self.normalized();
+        let with = |arch: &str, variant: Option<&str>| Platform {
+            os: p.os.clone(),
+            architecture: arch.to_string(),
+            variant: variant.map(str::to_string),
+            ..Default::default()
+        };
+        let mut out = vec![with(&p.architecture, p.variant.as_deref())];
+        let arm_from = |n: u32| (5..=n).rev().map(|v| format!("v{v}")).collect::<Vec<_>>();
+        match (p.architecture.as_str(), p.variant.as_deref()) {
+            ("arm64", None) => {
+                for v in arm_from(8) {
+                    out.push(with("arm", Some(&v)));
+                }
+            }
+            ("arm64", Some("v9")) => {
+                out.push(with("arm64", None));
+                for v in arm_from(8) {
+                    out.push(with("arm", Some(&v)));
+                }
+            }
+            ("arm", Some(v)) => {
+                if let Some(n) = v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok()) {
+                    for older in arm_from(n).into_iter().skip(1) {
+                        out.push(with("arm", Some(&older)));
+                    }
+                }
+            }
+            ("amd64", Some(v)) => {
+                if let Some(n) = v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok()) {
+                    for older in (2..n).rev() {
+                        out.push(with("amd64", Some(&format!("v{older}"))));
+                    }
+                    out.push(with("amd64", None));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Picks the manifest of an index (manifest list) for `wanted` (this host's platform
+/// when `None`), as containerd's ordered platform matcher does: an exact match
+/// (after normalisation) first, then the best compatible one, ties going to the
+/// entry listed first. Entries without a platform (attestations) never match.
+pub fn select_manifest<'a>(
+    index: &'a Index,
+    wanted: Option<&Platform>,
+    reference: &str,
+) -> crate::error::Result<&'a Descriptor> {
+    let wanted = wanted.cloned().unwrap_or_else(host_platform);
+    let candidates: Vec<(Platform, &Descriptor)> = index
+        .manifests
+        .iter()
+        .filter(|d| media_type::is_manifest(&d.media_type))
+        .filter_map(|d| d.platform.as_ref().map(|p| (p.normalized(), d)))
+        .collect();
+    for want in wanted.compatible() {
+        if let Some((_, d)) = candidates.iter().find(|(p, _)| p.same(&want)) {
+            return Ok(d);
+        }
+    }
+    Err(crate::error::ImageError::NoMatchingPlatform {
+        reference: reference.to_string(),
+        platform: wanted.normalized().to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +423,102 @@ mod tests {
         let ids = chain_ids(&[a.clone(), b.clone()]);
         assert_eq!(ids[0], a);
         assert_eq!(ids[1], Digest::of(format!("{a} {b}").as_bytes()));
+    }
+
+    fn entry(arch: &str, variant: Option<&str>, byte: u8) -> Descriptor {
+        Descriptor {
+            media_type: media_type::OCI_MANIFEST.into(),
+            digest: Digest::of(&[byte]),
+            size: 1,
+            urls: None,
+            annotations: None,
+            platform: Some(Platform {
+                architecture: arch.into(),
+                os: "linux".into(),
+                variant: variant.map(str::to_string),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn index(entries: Vec<Descriptor>) -> Index {
+        Index {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.into()),
+            manifests: entries,
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn platform_selection() {
+        let mut attestation = entry("unknown", None, 9);
+        attestation.platform.as_mut().unwrap().os = "unknown".into();
+        let idx = index(vec![
+            attestation,
+            entry("arm", Some("v6"), 1),
+            entry("arm", Some("v7"), 2),
+            entry("arm64", Some("v8"), 3),
+            entry("amd64", None, 4),
+            entry("386", None, 5),
+            entry("amd64", None, 6),
+        ]);
+        let pick = |spec: &str| {
+            select_manifest(&idx, Some(&Platform::parse(spec).unwrap()), "r")
+                .map(|d| d.digest.clone())
+        };
+        // First of two equal matches wins.
+        assert_eq!(pick("linux/amd64").unwrap(), Digest::of(&[4]));
+        assert_eq!(pick("linux/x86_64").unwrap(), Digest::of(&[4]));
+        assert_eq!(pick("linux/amd64/v3").unwrap(), Digest::of(&[4]));
+        assert_eq!(pick("linux/arm64").unwrap(), Digest::of(&[3]));
+        assert_eq!(pick("linux/arm64/v8").unwrap(), Digest::of(&[3]));
+        assert_eq!(pick("linux/aarch64").unwrap(), Digest::of(&[3]));
+        assert_eq!(pick("linux/arm").unwrap(), Digest::of(&[2]));
+        assert_eq!(pick("linux/arm/v7").unwrap(), Digest::of(&[2]));
+        assert_eq!(pick("linux/arm/v6").unwrap(), Digest::of(&[1]));
+        assert_eq!(pick("linux/armhf").unwrap(), Digest::of(&[2]));
+        assert_eq!(pick("linux/386").unwrap(), Digest::of(&[5]));
+        assert!(matches!(
+            pick("linux/arm/v5"),
+            Err(crate::error::ImageError::NoMatchingPlatform { .. })
+        ));
+        let err = pick("linux/s390x").unwrap_err().to_string();
+        assert!(err.contains("linux/s390x"), "{err}");
+        assert!(pick("windows/amd64").is_err());
+        // The default is this host.
+        let host = select_manifest(&idx, None, "r").unwrap();
+        assert_eq!(
+            host.platform.as_ref().unwrap().normalized().architecture,
+            host_platform().normalized().architecture
+        );
+        // An arm64 host takes 32-bit arm when nothing better exists.
+        let arm_only = index(vec![
+            entry("arm", Some("v6"), 1),
+            entry("arm", Some("v7"), 2),
+        ]);
+        let got = select_manifest(
+            &arm_only,
+            Some(&Platform::parse("linux/arm64").unwrap()),
+            "r",
+        );
+        assert_eq!(got.unwrap().digest, Digest::of(&[2]));
+    }
+
+    #[test]
+    fn platform_parse() {
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(Platform::parse("linux").unwrap().os, "linux");
+        assert_eq!(Platform::parse("arm64").unwrap().to_string(), "linux/arm64");
+        assert!(Platform::parse("linux//").is_err());
+        assert!(Platform::parse("").is_err());
+        assert!(Platform::parse("a/b/c/d").is_err());
     }
 }
