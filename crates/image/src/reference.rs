@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn invalid_references() {
-        let long = format!("{}", "a".repeat(256));
+        let long = "a".repeat(256);
         let cases = [
             "",
             "Busybox",

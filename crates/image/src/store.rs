@@ -324,7 +324,7 @@ impl ImageStore {
     /// unique ID prefix.
     pub fn resolve(&self, ref_or_id: &str) -> Result<ImageRecord> {
         let images = self.lock();
-        resolve_in(&images, ref_or_id).map(|r| r.clone())
+        resolve_in(&images, ref_or_id).cloned()
     }
 
     /// `docker tag SOURCE TARGET`: TARGET (a name, `:latest` by default) now names
@@ -429,29 +429,19 @@ fn normalise_all(names: &[String], digested: bool) -> Result<Vec<String>> {
         .iter()
         .map(|n| {
             let r = Reference::parse(n)?;
-            let ok = if digested {
-                r.digest().is_some()
-            } else {
-                r.digest().is_none()
-            };
-            if !ok {
-                return Err(ImageError::InvalidReference {
+            match (digested, r.digest()) {
+                // A RepoDigest is `name@digest`, without a tag.
+                (true, Some(d)) => Ok(r.repository().with_digest(d).to_string()),
+                (false, None) => Ok(r.to_string()),
+                (true, None) => Err(ImageError::InvalidReference {
                     reference: n.clone(),
-                    reason: if digested {
-                        "a repo digest needs a digest".into()
-                    } else {
-                        "a tag cannot carry a digest".into()
-                    },
-                });
+                    reason: "a repo digest needs a digest".into(),
+                }),
+                (false, Some(_)) => Err(ImageError::InvalidReference {
+                    reference: n.clone(),
+                    reason: "a tag cannot carry a digest".into(),
+                }),
             }
-            // A RepoDigest is `name@digest`, without a tag.
-            Ok(if digested {
-                r.repository()
-                    .with_digest(r.digest().unwrap_or(&Digest::of(b"")))
-                    .to_string()
-            } else {
-                r.to_string()
-            })
         })
         .collect()
 }
