@@ -296,6 +296,17 @@ impl ImageStore {
             });
             merge(&mut entry.manifest_digests, &record.manifest_digests);
             merge(&mut entry.layer_digests, &record.layer_digests);
+            // A later pull or load of the same image may know more (its size once
+            // unpacked, its parent once committed); never forget what was known.
+            if record.size != 0 {
+                entry.size = record.size;
+            }
+            if entry.created.is_none() {
+                entry.created = record.created.clone();
+            }
+            if entry.parent.is_none() {
+                entry.parent = record.parent.clone();
+            }
             if entry.diff_ids.is_empty() {
                 entry.diff_ids = record.diff_ids.clone();
                 entry.chain_ids = chain_ids(&record.diff_ids);
