@@ -21,5 +21,7 @@ echo "runc: $(runc --version | head -1); berth-runtime: $($BIN --version | head 
 hyperfine -N -w 5 -r "$RUNS" \
   -n berth-runtime "$BIN --root $WORK/berth run -b $B bench-berth" \
   -n runc "runc --root $WORK/runc run -b $B bench-runc" \
-  --export-markdown "$WORK/result.md"
+  --export-markdown "$WORK/result.md" --export-json "$WORK/result.json"
 cat "$WORK/result.md"
+jq -r '.results | map({(.command): .median}) | add as $m
+  | "median: berth-runtime \($m["berth-runtime"]*1000 | .*100|round/100) ms, runc \($m["runc"]*1000 | .*100|round/100) ms, ratio \($m["berth-runtime"]/$m["runc"] | .*1000|round/1000)"' "$WORK/result.json"
