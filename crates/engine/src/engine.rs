@@ -125,31 +125,7 @@ impl WaitCondition {
 }
 
 fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    berth_runtime_time(d.as_secs() as i64, d.subsec_nanos())
-}
-
-/// RFC 3339 with nanoseconds, UTC.
-fn berth_runtime_time(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    berth_runtime::state::now_rfc3339()
 }
 
 fn random_id() -> Result<String> {
@@ -823,10 +799,5 @@ mod tests {
         e.remove("web", false).expect("remove");
         assert!(matches!(e.get("web"), Err(EngineError::NotFound(_))));
         assert!(matches!(e.kill(&anon.id, 9), Err(EngineError::Conflict(_))));
-    }
-
-    #[test]
-    fn time_format() {
-        assert_eq!(berth_runtime_time(0, 5), "1970-01-01T00:00:00.000000005Z");
     }
 }

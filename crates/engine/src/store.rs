@@ -61,21 +61,7 @@ impl Store {
             params![id, name, data],
         ) {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                let owner: Option<String> = conn
-                    .query_row(
-                        "SELECT id FROM containers WHERE name = ?1",
-                        params![name],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                Err(StoreError::NameInUse {
-                    name: name.to_string(),
-                    id: owner.unwrap_or_else(|| id.to_string()),
-                })
-            }
+            Err(e) if is_constraint(&e) => Err(name_in_use(&conn, name, id)?),
             Err(e) => Err(e.into()),
         }
     }
@@ -100,21 +86,7 @@ impl Store {
         ) {
             Ok(0) => Err(StoreError::NotFound(id.to_string())),
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                let owner: Option<String> = conn
-                    .query_row(
-                        "SELECT id FROM containers WHERE name = ?1",
-                        params![new_name],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                Err(StoreError::NameInUse {
-                    name: new_name.to_string(),
-                    id: owner.unwrap_or_default(),
-                })
-            }
+            Err(e) if is_constraint(&e) => Err(name_in_use(&conn, new_name, "")?),
             Err(e) => Err(e.into()),
         }
     }
@@ -195,6 +167,25 @@ impl Store {
             })
             .collect()
     }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// The `NameInUse` error for `name`, naming the container that holds it.
+fn name_in_use(conn: &Connection, name: &str, fallback_id: &str) -> Result<StoreError, StoreError> {
+    let owner: Option<String> = conn
+        .query_row(
+            "SELECT id FROM containers WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(StoreError::NameInUse {
+        name: name.to_string(),
+        id: owner.unwrap_or_else(|| fallback_id.to_string()),
+    })
 }
 
 fn to_json<T: Serialize>(id: &str, record: &T) -> Result<String, StoreError> {
