@@ -10,6 +10,7 @@
 //! - [`error`]: the typed errors, each naming the image, layer or blob concerned.
 //! - [`registry`]: the Distribution API v2 client (pull, push, auth, mirrors).
 //! - [`layer`]: unpacking layer blobs safely; diffs, `docker diff` and `docker export`.
+//! - [`service`]: [`Images`], the facade berthd uses: register, import, rootfs, GC.
 //! - [`snapshot`]: overlay snapshots of layers and containers under `snapshots/`.
 
 pub mod content;
@@ -19,8 +20,15 @@ pub mod layer;
 pub mod model;
 pub mod reference;
 pub mod registry;
+pub mod service;
 pub mod snapshot;
 pub mod store;
 
 pub use digest::Digest;
 pub use error::{ImageError, Result};
+pub use service::{Images, ImportOptions};
+
+/// Now, as Docker writes times in image configs (RFC 3339, UTC, nanoseconds).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}

@@ -53,6 +53,15 @@ impl PreparedLayer {
     pub fn fs_dir(&self) -> PathBuf {
         self.dir.join("fs")
     }
+
+    /// The same unpacked files, to be committed under another chain ID (an import
+    /// learns its layer's diff ID only once the layer is unpacked).
+    pub fn rekey(self, chain_id: Digest) -> PreparedLayer {
+        PreparedLayer {
+            chain_id,
+            dir: self.dir,
+        }
+    }
 }
 
 /// Disk use of a snapshot, as containerd's `Usage`.
@@ -442,6 +451,21 @@ impl Snapshotter {
         self.container_mount(key)
     }
 
+    /// The layer chain under a container snapshot (chain IDs, lowest first).
+    pub fn container_chain(&self, key: &str) -> Result<Vec<Digest>> {
+        if !valid_key(key) {
+            return Err(ImageError::invalid(
+                format!("snapshot key {key:?}"),
+                "invalid",
+            ));
+        }
+        let parent_path = self.root.join(key).join(PARENT_FILE);
+        let parent =
+            std::fs::read(&parent_path).map_err(io_err(format!("reading snapshot {key}")))?;
+        serde_json::from_slice(&parent)
+            .map_err(|e| ImageError::invalid(parent_path.display().to_string(), e))
+    }
+
     /// The mount of an existing container snapshot (containerd's Mounts).
     pub fn container_mount(&self, key: &str) -> Result<OverlayMount> {
         if !valid_key(key) {
@@ -451,11 +475,7 @@ impl Snapshotter {
             ));
         }
         let dir = self.root.join(key);
-        let parent_path = dir.join(PARENT_FILE);
-        let parent =
-            std::fs::read(&parent_path).map_err(io_err(format!("reading snapshot {key}")))?;
-        let chain: Vec<Digest> = serde_json::from_slice(&parent)
-            .map_err(|e| ImageError::invalid(parent_path.display().to_string(), e))?;
+        let chain = self.container_chain(key)?;
         let mut lower_dirs = Vec::new();
         let mut short_lowers = Vec::new();
         for chain_id in chain.iter().rev() {
