@@ -59,6 +59,22 @@ pub struct LayerSource {
     pub diff_id: Digest,
 }
 
+/// What [`Images::register`] takes.
+#[derive(Debug, Clone)]
+pub struct Registration<'a> {
+    /// Names the image in errors.
+    pub image: &'a str,
+    pub config_digest: &'a Digest,
+    /// The layer blobs, lowest first, as the manifest lists them.
+    pub layers: &'a [Descriptor],
+    /// The manifest (or index) it came by, if any.
+    pub manifest: Option<&'a Digest>,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// Layers unpacked at once.
+    pub parallel: usize,
+}
+
 impl Images {
     /// Opens (creating) `content/`, `image/` and `snapshots/` under `data_root`,
     /// clearing what a crash left half-done in each.
@@ -178,20 +194,18 @@ impl Images {
         }
     }
 
-    /// Makes an image of blobs already in the content store (held by `lease`):
+    /// Makes an image of blobs already in the content store (held by a lease):
     /// checks the config against the layers, unpacks what is missing and adds the
-    /// record with `repo_tags`/`repo_digests`. `manifest` is the manifest (or index)
-    /// digest it came by, if any.
-    pub fn register(
-        &self,
-        image: &str,
-        config_digest: &Digest,
-        layers: &[Descriptor],
-        manifest: Option<&Digest>,
-        repo_tags: Vec<String>,
-        repo_digests: Vec<String>,
-        parallel: usize,
-    ) -> Result<ImageRecord> {
+    /// record, in that order, so a crash leaves no record of an unusable image.
+    pub fn register(&self, reg: &Registration<'_>) -> Result<ImageRecord> {
+        let Registration {
+            image,
+            config_digest,
+            layers,
+            manifest,
+            parallel,
+            ..
+        } = *reg;
         let config = self.config(config_digest)?;
         if config.rootfs.diff_ids.len() != layers.len() {
             return Err(ImageError::invalid(
@@ -219,8 +233,8 @@ impl Images {
         let mut record = ImageRecord::new(config_digest.clone(), config.rootfs.diff_ids.clone());
         record.layer_digests = layers.iter().map(|d| d.digest.clone()).collect();
         record.manifest_digests = manifest.into_iter().cloned().collect();
-        record.repo_tags = repo_tags;
-        record.repo_digests = repo_digests;
+        record.repo_tags = reg.repo_tags.clone();
+        record.repo_digests = reg.repo_digests.clone();
         record.created = config.created.clone();
         record.size = record
             .chain_ids
@@ -343,15 +357,15 @@ impl Images {
         let (manifest_digest, _) = self.put_json(&manifest)?;
         lease.protect(&manifest_digest);
         let tags = reference.map(|r| vec![r.to_string()]).unwrap_or_default();
-        self.register(
-            &name,
-            &config_digest,
-            &[layer_desc],
-            Some(&manifest_digest),
-            tags,
-            Vec::new(),
-            1,
-        )
+        self.register(&Registration {
+            image: &name,
+            config_digest: &config_digest,
+            layers: &[layer_desc],
+            manifest: Some(&manifest_digest),
+            repo_tags: tags,
+            repo_digests: Vec::new(),
+            parallel: 1,
+        })
     }
 
     /// Creates a container's snapshot (upper dir over the image's layers).
