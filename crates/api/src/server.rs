@@ -26,11 +26,110 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub query: HashMap<String, String>,
+    /// Every `key=value` pair in order (repeated keys: `changes`, `names`).
+    pub query_pairs: Vec<(String, String)>,
     pub api_version: (u32, u32),
     pub body: Bytes,
+    /// The body, unbuffered, for the routes that take archives (import, load, copy
+    /// into a container, build): read it from a blocking task.
+    pub upload: std::sync::Mutex<Option<Upload>>,
+}
+
+/// A request body read as a blocking [`std::io::Read`], chunk by chunk as it arrives.
+pub struct Upload {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    current: Bytes,
+}
+
+impl Upload {
+    fn spawn(body: Incoming) -> Upload {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut body = body;
+            loop {
+                match body.frame().await {
+                    None => break,
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            if tx.send(Ok(data)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other(format!(
+                                "reading the request body: {e}"
+                            ))))
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        Upload {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+
+    /// An upload of bytes already in memory (tests, small bodies).
+    pub fn from_bytes(data: Bytes) -> Upload {
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        Upload { rx, current: data }
+    }
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Upload")
+    }
+}
+
+impl std::io::Read for Upload {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Routes whose body is an archive of any size, streamed rather than buffered.
+fn streams_body(method: &str, path: &str, query: &HashMap<String, String>) -> bool {
+    match method {
+        "POST" => {
+            path == "/images/load"
+                || path == "/build"
+                || (path == "/images/create" && query.get("fromSrc").is_some_and(|s| s == "-"))
+        }
+        "PUT" => path.starts_with("/containers/") && path.ends_with("/archive"),
+        _ => false,
+    }
 }
 
 impl Request {
+    /// All values of a repeated query key.
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        self.query_pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Takes the streamed body (only once; routes that stream get one).
+    pub fn take_upload(&self) -> Option<Upload> {
+        self.upload.lock().ok().and_then(|mut u| u.take())
+    }
+
     pub fn query_bool(&self, key: &str) -> bool {
         matches!(
             self.query.get(key).map(String::as_str),
@@ -109,12 +208,18 @@ pub async fn serve_unix(path: &Path, backend: Arc<dyn Backend>) -> std::io::Resu
 }
 
 fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(percent_decode(k), percent_decode(v));
-    }
-    out
+    query_pairs(q).into_iter().collect()
+}
+
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
 }
 
 /// Decode `%XX` and `+` as the Go server does for query strings.
@@ -181,6 +286,7 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
     let method = req.method().as_str().to_string();
     let uri_path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
+    let pairs = query_pairs(req.uri().query());
     let (asked, path) = version::split_path(&uri_path);
     let path = path.to_string();
     let api_version = match asked {
@@ -228,21 +334,27 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
             Bytes::from(backend.version().to_string()),
         );
     }
-    let body = match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error_response(&ApiError::new(
-                413,
-                format!("request body too large (limit {MAX_JSON_BODY} bytes)"),
-            ))
+    let (body, upload) = if streams_body(&method, &path, &query) {
+        (Bytes::new(), Some(Upload::spawn(req.into_body())))
+    } else {
+        match Limited::new(req.into_body(), MAX_JSON_BODY).collect().await {
+            Ok(b) => (b.to_bytes(), None),
+            Err(_) => {
+                return error_response(&ApiError::new(
+                    413,
+                    format!("request body too large (limit {MAX_JSON_BODY} bytes)"),
+                ))
+            }
         }
     };
     let request = Request {
         method,
         path,
         query,
+        query_pairs: pairs,
         api_version,
         body,
+        upload: std::sync::Mutex::new(upload),
     };
     match backend.handle(request).await {
         Ok(Response::Json(status, v)) => {

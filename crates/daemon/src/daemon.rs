@@ -8,6 +8,10 @@ use std::sync::Arc;
 
 use berth_api::{ApiError, Backend, Request, Response};
 
+use berth_engine::engine::{Engine, EngineConfig};
+use berth_engine::local_images::LocalImages;
+use berth_image::Images;
+
 use crate::config::DaemonConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +23,8 @@ pub enum DaemonError {
     },
     #[error("pid file found, ensure berthd is not running or delete {0}")]
     AlreadyRunning(PathBuf),
+    #[error("{0}")]
+    Start(String),
     #[error("unsupported host {0:?}: use unix:///path (TCP needs TLS, not supported yet)")]
     UnsupportedHost(String),
 }
@@ -55,29 +61,40 @@ pub fn take_pidfile(path: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Info-only backend until the engine is wired in: answers `/version`, `/info`.
+/// The daemon's API backend: routes requests to the engine and the image side.
 pub struct DaemonBackend {
     pub config: DaemonConfig,
+    pub engine: Arc<Engine>,
+    pub images: Arc<Images>,
 }
 
 impl Backend for DaemonBackend {
     fn version(&self) -> serde_json::Value {
+        let api = berth_api::version::format(berth_api::version::MAX_VERSION);
+        let min = berth_api::version::format(berth_api::version::MIN_VERSION);
+        let v = env!("CARGO_PKG_VERSION");
         serde_json::json!({
             "Platform": {"Name": "berth"},
-            "Components": [{
-                "Name": "Engine",
-                "Version": env!("CARGO_PKG_VERSION"),
-                "Details": {
-                    "ApiVersion": berth_api::version::format(berth_api::version::MAX_VERSION),
-                    "MinAPIVersion": berth_api::version::format(berth_api::version::MIN_VERSION),
-                    "Os": "linux",
-                    "Arch": "amd64",
-                    "KernelVersion": kernel_version(),
-                }
-            }],
-            "Version": env!("CARGO_PKG_VERSION"),
-            "ApiVersion": berth_api::version::format(berth_api::version::MAX_VERSION),
-            "MinAPIVersion": berth_api::version::format(berth_api::version::MIN_VERSION),
+            "Components": [
+                {
+                    "Name": "Engine",
+                    "Version": v,
+                    "Details": {
+                        "ApiVersion": api,
+                        "MinAPIVersion": min,
+                        "Os": "linux",
+                        "Arch": "amd64",
+                        "KernelVersion": kernel_version(),
+                        "GitCommit": "berth",
+                    }
+                },
+                {"Name": "berth-shim", "Version": v, "Details": {"GitCommit": "berth"}},
+                {"Name": "berth-runtime", "Version": v, "Details": {"GitCommit": "berth"}},
+                {"Name": "init", "Version": init_version(&self.engine.config.init_path), "Details": {"GitCommit": ""}},
+            ],
+            "Version": v,
+            "ApiVersion": api,
+            "MinAPIVersion": min,
             "Os": "linux",
             "Arch": "amd64",
             "KernelVersion": kernel_version(),
@@ -93,8 +110,20 @@ impl Backend for DaemonBackend {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + '_>>
     {
         Box::pin(async move {
-            match (req.method.as_str(), req.path.as_str()) {
-                ("GET", "/info") => Ok(Response::Json(200, self.info())),
+            let path = req.path.trim_start_matches('/').to_string();
+            let (top, rest) = path.split_once('/').unwrap_or((path.as_str(), ""));
+            match (req.method.as_str(), top) {
+                ("GET", "info") if rest.is_empty() => {
+                    let this = self;
+                    Ok(Response::Json(200, this.info()))
+                }
+                (_, "containers") => {
+                    let parts: Vec<&str> = rest.split('/').collect();
+                    berth_api::containers::handle(&self.engine, &req, &parts).await
+                }
+                (_, "images") => {
+                    berth_api::images::handle(&self.engine, &self.images, &req, rest).await
+                }
                 _ => Err(ApiError::not_found(format!(
                     "page not found: {} {}",
                     req.method, req.path
@@ -104,12 +133,28 @@ impl Backend for DaemonBackend {
     }
 }
 
+/// The init binary's version line (`tini version 0.19.0`), as dockerd shows docker-init's.
+fn init_version(path: &Option<PathBuf>) -> String {
+    let Some(path) = path else {
+        return String::new();
+    };
+    std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().nth(2).map(|v| v.to_string()))
+        .unwrap_or_default()
+}
+
 impl DaemonBackend {
     fn info(&self) -> serde_json::Value {
         let c = &self.config;
+        let containers = self.engine.list().unwrap_or_default();
+        let running = containers.iter().filter(|c| c.state.running && !c.state.paused).count();
+        let paused = containers.iter().filter(|c| c.state.paused).count();
         serde_json::json!({
             "Name": hostname(),
-            "Driver": c.storage_driver,
             "DockerRootDir": c.data_root,
             "LoggingDriver": c.log_driver,
             "CgroupDriver": c.cgroup_driver,
@@ -123,8 +168,85 @@ impl DaemonBackend {
             "LiveRestoreEnabled": c.live_restore,
             "DefaultRuntime": c.default_runtime,
             "ServerVersion": env!("CARGO_PKG_VERSION"),
+            "Containers": containers.len(),
+            "ContainersRunning": running,
+            "ContainersPaused": paused,
+            "ContainersStopped": containers.len() - running - paused,
+            "Images": self.images.list().len(),
+            "InsecureRegistries": c.insecure_registries,
+            "RegistryConfig": {
+                "InsecureRegistryCIDRs": [],
+                "IndexConfigs": {},
+                "Mirrors": c.registry_mirrors,
+            },
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Runtimes": {"berth": {"path": "berth-runtime"}},
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
+            "ID": daemon_id(&c.data_root),
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
         })
     }
+}
+
+/// A stable identity for this data-root (dockerd keeps one in engine-id).
+fn daemon_id(data_root: &Path) -> String {
+    let path = data_root.join("engine-id");
+    if let Ok(id) = fs::read_to_string(&path) {
+        return id.trim().to_string();
+    }
+    let mut buf = [0u8; 16];
+    let _ = fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
+    let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    );
+    let _ = fs::write(&path, &id);
+    id
+}
+
+/// The size in bytes of a Docker size string (`10m`, `1g`, `512k`, `100`).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim().parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
+}
+
+fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
+    let exe = std::env::current_exe().map_err(|e| io("locate berthd", e))?;
+    let shim_path = exe
+        .parent()
+        .map(|d| d.join("berth-shim"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("berth-shim"));
+    let init_path = c.init_path.clone().or_else(|| {
+        ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/bin/tini"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    });
+    Ok(EngineConfig {
+        data_root: c.data_root.clone(),
+        exec_root: c.exec_root.clone(),
+        shim_path,
+        cgroup_parent: c.cgroup_parent.clone(),
+        systemd_cgroup: c.cgroup_driver == "systemd",
+        init_path,
+        log_max_size: c.log_opts.get("max-size").and_then(|s| parse_size(s)),
+        log_max_file: c.log_opts.get("max-file").and_then(|s| s.parse().ok()),
+    })
 }
 
 fn hostname() -> String {
@@ -169,7 +291,24 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         sockets.push(PathBuf::from(path));
     }
     let pidfile = config.pidfile.clone();
-    let backend: Arc<dyn Backend> = Arc::new(DaemonBackend { config });
+    let images = Arc::new(
+        Images::open(&config.data_root).map_err(|e| DaemonError::Start(e.to_string()))?,
+    );
+    let engine = Arc::new(
+        Engine::open(
+            engine_config(&config)?,
+            Arc::new(LocalImages::new(images.clone())),
+        )
+        .map_err(|e| DaemonError::Start(e.to_string()))?,
+    );
+    engine
+        .restore()
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    let backend: Arc<dyn Backend> = Arc::new(DaemonBackend {
+        config,
+        engine,
+        images,
+    });
     let mut tasks = Vec::new();
     for path in &sockets {
         if let Some(dir) = path.parent() {

@@ -493,6 +493,32 @@ impl Engine {
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
     }
 
+    /// At daemon start: re-adopt the containers whose shim still runs, record the
+    /// others as exited with the code their shim wrote (or 255 when none survived), and
+    /// remove what a crash left half-created.
+    pub fn restore(self: &Arc<Self>) -> Result<()> {
+        for c in self.list()? {
+            if !c.state.running {
+                continue;
+            }
+            let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
+            match client.state() {
+                Ok(s) if s.exit_code.is_none() => self.watch(c.id.clone()),
+                Ok(s) => {
+                    let code = s.exit_code.unwrap_or(255);
+                    self.on_exit(&c.id, (code, s.exited_at.unwrap_or_else(now), s.oom_killed));
+                }
+                Err(_) => {
+                    let exit = read_exit_record(&self.config.state_dir(&c.id))
+                        .map(|r| (r.exit_code, r.exited_at, r.oom_killed))
+                        .unwrap_or((255, now(), false));
+                    self.on_exit(&c.id, exit);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A thread that waits for the container to exit and records it.
     pub fn watch(self: &Arc<Self>, id: String) {
         let engine = self.clone();

@@ -6,9 +6,11 @@
 //! - [`spec`]: a container's configuration and its image's, rendered once into the OCI
 //!   runtime spec (config.json) that the shim hands to the runtime.
 
+pub mod changes;
 pub mod container;
 pub mod engine;
 pub mod images;
+pub mod local_images;
 pub mod names;
 pub mod shim_client;
 pub mod spec;
