@@ -96,17 +96,39 @@ pub async fn handle(
         ("POST", [id, "wait"]) => {
             let cond =
                 WaitCondition::parse(req.query.get("condition").map(String::as_str).unwrap_or(""))?;
-            let (e, id) = (engine.clone(), id.to_string());
-            // Resolve now so an unknown container is a 404, not a stream.
-            let id = {
-                let e2 = e.clone();
-                blocking(move || e2.resolve(&id)).await?
-            };
-            let code = blocking(move || e.wait(&id, cond)).await?;
-            Ok(Response::Json(
-                200,
-                json!({"StatusCode": code, "Error": null}),
-            ))
+            // Register the wait before answering: the client sends start only once it
+            // has the headers, and the exit that follows must be counted. An unknown
+            // container is a 404 here, not a stream.
+            let (registered_tx, registered_rx) = tokio::sync::oneshot::channel();
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let (e, key) = (engine.clone(), id.to_string());
+            tokio::task::spawn_blocking(move || {
+                let waiter = match e.waiter(&key, cond) {
+                    Ok(w) => {
+                        let _ = registered_tx.send(Ok(()));
+                        w
+                    }
+                    Err(err) => {
+                        let _ = registered_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let body = match waiter.wait() {
+                    Ok(code) => json!({"StatusCode": code, "Error": null}),
+                    Err(err) => json!({"StatusCode": -1, "Error": {"Message": err.to_string()}}),
+                };
+                let mut line = body.to_string();
+                line.push('\n');
+                let _ = tx.blocking_send(Bytes::from(line));
+            });
+            registered_rx
+                .await
+                .map_err(|_| ApiError::internal("wait task failed"))??;
+            Ok(Response::Stream {
+                status: 200,
+                content_type: "application/json",
+                body: rx,
+            })
         }
         ("DELETE", [id]) => {
             let force = req.query_bool("force");

@@ -524,7 +524,8 @@ impl Engine {
         let engine = self.clone();
         let _ = std::thread::Builder::new()
             .name(format!("wait-{}", &id[..12.min(id.len())]))
-            .stack_size(128 << 10)
+            // Virtual size only: the pages a wait touches (SQLite, unmount) are what it costs.
+            .stack_size(1 << 20)
             .spawn(move || {
                 let client = ShimClient::new(&id, &engine.config.state_dir(&id));
                 let exit = client.wait().ok().and_then(|s| {
@@ -640,19 +641,37 @@ impl Engine {
 
     /// `docker wait`: block until the condition holds; the exit code.
     pub fn wait(&self, key: &str, condition: WaitCondition) -> Result<i32> {
+        self.waiter(key, condition)?.wait()
+    }
+
+    /// A wait that counts exits from now: the API registers it before it answers the
+    /// request's headers, so that `docker run` (wait, then start) sees the first exit.
+    pub fn waiter(&self, key: &str, condition: WaitCondition) -> Result<Waiter<'_>> {
         let id = self.resolve(key)?;
-        let exits_now = |e: &Self| {
-            e.exits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&id)
-                .copied()
-                .unwrap_or((0, 0))
-        };
+        let start = self.exit_count(&id).0;
+        Ok(Waiter {
+            engine: self,
+            id,
+            condition,
+            start,
+        })
+    }
+
+    fn exit_count(&self, id: &str) -> (u64, i32) {
+        self.exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
+    fn wait_from(&self, id: &str, condition: WaitCondition, start: u64) -> Result<i32> {
+        let id = id.to_string();
+        let exits_now = |e: &Self| e.exit_count(&id);
         match condition {
             WaitCondition::NotRunning => Ok(self.wait_stopped(&id, None)?.state.exit_code),
             WaitCondition::NextExit | WaitCondition::Removed => {
-                let start = exits_now(self).0;
                 let (m, cv) = &*self.changed;
                 let mut n = m.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
@@ -701,6 +720,21 @@ impl Engine {
         let mut all: Vec<Container> = self.store.all()?;
         all.sort_by(|a, b| b.created.cmp(&a.created));
         Ok(all)
+    }
+}
+
+/// A registered `docker wait`; see [`Engine::waiter`].
+pub struct Waiter<'a> {
+    engine: &'a Engine,
+    id: String,
+    condition: WaitCondition,
+    start: u64,
+}
+
+impl Waiter<'_> {
+    /// Blocks until the condition holds; the exit code.
+    pub fn wait(self) -> Result<i32> {
+        self.engine.wait_from(&self.id, self.condition, self.start)
     }
 }
 

@@ -32,7 +32,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(daemon::run(cfg)) {
+    let result = runtime.block_on(daemon::run(cfg));
+    // Blocking tasks (waits, log follows, attach copies) hold nothing that must be
+    // flushed: every acknowledged change is already on disk. Do not wait for them.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berthd: {e}");
