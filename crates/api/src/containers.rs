@@ -348,6 +348,8 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
     let tty = c.config.tty;
     let engine = engine.clone();
     let id = c.id.clone();
+    // Attached before start: the start holds the program until we are connected.
+    let ticket = (!c.state.running).then(|| engine.expect_attach(&id));
     let handler: crate::server::HijackHandler = Box::new(move |mut conn| {
         Box::pin(async move {
             // Attach may come before start (docker run): wait until the shim is up.
@@ -361,14 +363,19 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
                     shim = Some(s);
                     break;
                 }
+                // Before a start (docker run, start -a) the shim is not up yet: keep
+                // trying while the container exists.
                 let gone = engine
                     .get(&id)
-                    .map(|c| !c.state.running && c.state.status != "created")
+                    .map(|c| ticket.is_none() && !c.state.running)
                     .unwrap_or(true);
                 if gone {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if let Some(t) = ticket {
+                engine.attach_settled(&id, t);
             }
             let Some(shim) = shim else {
                 let _ = conn.shutdown().await;
