@@ -105,6 +105,8 @@ pub struct Engine {
     /// waits for (see [`Engine::expect_attach`]).
     pending_attach: Mutex<HashMap<String, Vec<u64>>>,
     next_ticket: std::sync::atomic::AtomicU64,
+    /// Exec instances by ID (in memory, as dockerd keeps them).
+    execs: Mutex<HashMap<String, crate::exec::Exec>>,
 }
 
 /// `docker wait`'s conditions.
@@ -164,6 +166,7 @@ impl Engine {
             exits: Mutex::new(HashMap::new()),
             pending_attach: Mutex::new(HashMap::new()),
             next_ticket: std::sync::atomic::AtomicU64::new(1),
+            execs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -501,6 +504,12 @@ impl Engine {
             )));
         }
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
+    }
+
+    pub(crate) fn execs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An attach made before start (`docker run`, `docker start -a`): the next start
