@@ -99,7 +99,10 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
         }
         ("GET", [id, "json"]) => {
             let (e, key) = (engine.clone(), id.to_string());
-            Ok(Response::Json(200, blocking(move || e.exec_inspect(&key)).await?))
+            Ok(Response::Json(
+                200,
+                blocking(move || e.exec_inspect(&key)).await?,
+            ))
         }
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /exec/{rest}",

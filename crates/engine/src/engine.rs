@@ -341,6 +341,23 @@ impl Engine {
 
     pub fn start(self: &Arc<Self>, key: &str) -> Result<()> {
         let id = self.resolve(key)?;
+        let result = self.start_resolved(&id);
+        if let Err(e) = &result {
+            // A container that could not start is removed at once when it was made
+            // with --rm (the client waits for its removal), as dockerd does.
+            let auto_remove = self
+                .store
+                .get::<Container>(&id)
+                .is_ok_and(|c| c.host_config.auto_remove && !c.state.running);
+            if auto_remove && !matches!(e, EngineError::NotModified) {
+                let _ = self.remove(&id, true);
+            }
+        }
+        result
+    }
+
+    fn start_resolved(self: &Arc<Self>, id: &str) -> Result<()> {
+        let id = id.to_string();
         let lock = self.lock_for(&id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c: Container = self.store.get(&id)?;
@@ -506,9 +523,7 @@ impl Engine {
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
     }
 
-    pub(crate) fn execs(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
+    pub(crate) fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
         self.execs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -530,7 +545,10 @@ impl Engine {
 
     /// The attach client has connected, or given up: a later start need not wait.
     pub fn attach_settled(&self, id: &str, ticket: u64) {
-        let mut pending = self.pending_attach.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self
+            .pending_attach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(t) = pending.get_mut(id) {
             t.retain(|x| *x != ticket);
             if t.is_empty() {

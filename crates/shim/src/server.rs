@@ -212,7 +212,6 @@ impl Shim {
         }
     }
 
-
     pub fn init_pid(&self) -> i32 {
         self.procs[0].pid
     }
