@@ -305,3 +305,142 @@ fn live_restore_across_a_daemon_crash() {
         assert_eq!(*n, i as u64 + 1, "gap in {logs}");
     }
 }
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn restart_policies() {
+    let mut d = Daemon::start();
+    d.import_busybox("busybox");
+    // on-failure:2 — two restarts, then it stays down with its code.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    wait_for("two restarts", || {
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ])
+        .trim()
+            == "2 exited"
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.ExitCode}}",
+            "flaky"
+        ])
+        .trim(),
+        "2 3"
+    );
+    assert_eq!(d.ok(&["logs", "flaky"]), "run\nrun\nrun\n");
+    // A clean exit is not a failure.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "clean",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "true",
+    ]);
+    // always: it comes back after it exits, but not after docker stop.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "forever",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    wait_for("a restart", || {
+        d.ok(&["inspect", "--format", "{{.RestartCount}}", "forever"])
+            .trim()
+            != "0"
+    });
+    d.ok(&["stop", "-t", "1", "forever"]);
+    let count = d.ok(&["inspect", "--format", "{{.RestartCount}}", "forever"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.Running}}",
+            "forever"
+        ])
+        .trim(),
+        format!("{} false", count.trim())
+    );
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.RestartCount}}", "clean"])
+            .trim(),
+        "0"
+    );
+    // unless-stopped comes back with the daemon; always comes back even when stopped by hand.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "manual",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&["stop", "-t", "0", "manual"]);
+    d.restart_daemon(true);
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Running}}", "svc"])
+            .trim(),
+        "true"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Running}}", "manual"])
+            .trim(),
+        "false"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Running}}", "forever"])
+            .trim(),
+        "true"
+    );
+}

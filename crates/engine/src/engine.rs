@@ -107,6 +107,8 @@ pub struct Engine {
     next_ticket: std::sync::atomic::AtomicU64,
     /// Exec instances by ID (in memory, as dockerd keeps them).
     execs: Mutex<HashMap<String, crate::exec::Exec>>,
+    /// Per container: restarts since its last stable run (the back-off's exponent).
+    restart_attempts: Mutex<HashMap<String, u32>>,
 }
 
 /// `docker wait`'s conditions.
@@ -167,6 +169,7 @@ impl Engine {
             pending_attach: Mutex::new(HashMap::new()),
             next_ticket: std::sync::atomic::AtomicU64::new(1),
             execs: Mutex::new(HashMap::new()),
+            restart_attempts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -523,6 +526,40 @@ impl Engine {
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
     }
 
+    pub(crate) fn restart_attempts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.restart_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes a stored container under its lock (no-op when it is gone).
+    fn update_record(&self, id: &str, change: impl FnOnce(&mut Container)) {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(mut c) = self.store.get::<Container>(id) {
+            change(&mut c);
+            let _ = self.save(&c);
+        }
+    }
+
+    pub(crate) fn mark_restarting(&self, id: &str) {
+        self.update_record(id, |c| {
+            c.state.restarting = true;
+            c.state.status = "restarting".into();
+        });
+    }
+
+    pub(crate) fn clear_restarting(&self, id: &str) {
+        self.update_record(id, |c| {
+            c.state.restarting = false;
+            c.state.status = "exited".into();
+        });
+    }
+
+    pub(crate) fn count_restart(&self, id: &str) {
+        self.update_record(id, |c| c.restart_count += 1);
+    }
+
     pub(crate) fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
         self.execs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -588,6 +625,7 @@ impl Engine {
                 }
             }
         }
+        self.restart_on_daemon_start();
         Ok(())
     }
 
@@ -612,7 +650,7 @@ impl Engine {
             });
     }
 
-    fn on_exit(&self, id: &str, (code, at, oom): (i32, String, bool)) {
+    fn on_exit(self: &Arc<Self>, id: &str, (code, at, oom): (i32, String, bool)) {
         let lock = self.lock_for(id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Ok(mut c) = self.store.get::<Container>(id) else {
@@ -634,9 +672,11 @@ impl Engine {
             e.1 = code;
         }
         let _ = self.save(&c);
+        drop(_guard);
         if c.host_config.auto_remove {
-            drop(_guard);
             let _ = self.remove(id, true);
+        } else {
+            self.schedule_restart(&c, code);
         }
     }
 
@@ -680,6 +720,16 @@ impl Engine {
 
     pub fn stop(&self, key: &str, timeout: Option<i64>) -> Result<()> {
         let mut c = self.get(key)?;
+        if c.state.restarting {
+            // Waiting for its next restart: stopping it cancels that.
+            self.update_record(&c.id, |c| {
+                c.manually_stopped = true;
+                c.state.restarting = false;
+                c.state.status = "exited".into();
+            });
+            self.notify();
+            return Ok(());
+        }
         if !c.state.running {
             return Err(EngineError::NotModified);
         }
