@@ -54,6 +54,7 @@ pub async fn handle(
     match (m, parts) {
         ("POST", ["create"]) => create(engine, req).await,
         ("GET", ["json"]) => list(engine, req).await,
+        ("POST", ["prune"]) => prune(engine, req).await,
         ("GET", [id, "json"]) => {
             let (e, id) = (engine.clone(), id.to_string());
             let c = blocking(move || e.get(&id)).await?;
@@ -192,21 +193,227 @@ async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError>
         .get("limit")
         .and_then(|l| l.parse::<i64>().ok())
         .unwrap_or(-1);
+    let filters = crate::images::parse_filters(req)?;
+    for (k, _) in &filters {
+        if !LIST_FILTERS.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+    }
     let e = engine.clone();
     let containers = blocking(move || e.list()).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let mut out: Vec<Value> = containers
-        .iter()
-        .filter(|c| all || limit > 0 || c.state.running)
-        .map(|c| list_entry(c, now))
-        .collect();
+    // A status filter shows stopped containers without --all, as in Docker.
+    let any_status = filters.iter().any(|(k, _)| k == "status" || k == "exited");
+    let mut out: Vec<Value> = Vec::new();
+    for c in &containers {
+        if !(all || limit > 0 || any_status || c.state.running || c.state.restarting) {
+            continue;
+        }
+        if !matches_filters(c, &filters, &containers)? {
+            continue;
+        }
+        out.push(list_entry(c, now));
+    }
     if limit > 0 {
         out.truncate(limit as usize);
     }
     Ok(Response::Json(200, Value::Array(out)))
+}
+
+const LIST_FILTERS: &[&str] = &[
+    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "health", "volume",
+    "network", "publish", "expose", "is-task",
+];
+
+/// Docker's rule: values of one key are ORed, keys are ANDed.
+fn matches_filters(
+    c: &Container,
+    filters: &[(String, String)],
+    all: &[Container],
+) -> Result<bool, ApiError> {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    for key in keys {
+        let mut any = false;
+        for (_, v) in filters.iter().filter(|(k, _)| k == key) {
+            if matches_filter(c, key, v, all)? {
+                any = true;
+                break;
+            }
+        }
+        if !any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn created_secs(c: &Container) -> i64 {
+    berth_engine::container::parse_rfc3339_secs(&c.created).unwrap_or(0)
+}
+
+fn matches_filter(c: &Container, key: &str, v: &str, all: &[Container]) -> Result<bool, ApiError> {
+    let find = |name: &str| {
+        all.iter()
+            .find(|o| {
+                o.id == name || o.name.trim_start_matches('/') == name.trim_start_matches('/')
+            })
+            .or_else(|| all.iter().find(|o| o.id.starts_with(name)))
+            .ok_or_else(|| ApiError::not_found(format!("No such container: {name}")))
+    };
+    Ok(match key {
+        "id" => c.id.starts_with(v),
+        // A substring of the name, as Docker matches it (a regexp there).
+        "name" => {
+            let pattern = v.trim_start_matches('^').trim_start_matches('/');
+            let name = c.name.trim_start_matches('/');
+            if let Some(exact) = pattern.strip_suffix('$') {
+                name == exact
+                    || (v.starts_with('^') && name.starts_with(exact) && name.len() == exact.len())
+            } else if v.starts_with('^') {
+                name.starts_with(pattern)
+            } else {
+                name.contains(pattern)
+            }
+        }
+        "label" => match v.split_once('=') {
+            Some((k, val)) => c.config.labels.get(k).map(String::as_str) == Some(val),
+            None => c.config.labels.contains_key(v),
+        },
+        "status" => {
+            if ![
+                "created",
+                "restarting",
+                "running",
+                "removing",
+                "paused",
+                "exited",
+                "dead",
+            ]
+            .contains(&v)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'status={v}'"
+                )));
+            }
+            let status = if c.state.paused {
+                "paused"
+            } else {
+                c.state.status.as_str()
+            };
+            status == v
+        }
+        "exited" => {
+            let code: i32 = v
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid filter 'exited={v}'")))?;
+            c.state.status == "exited" && c.state.exit_code == code
+        }
+        "ancestor" => {
+            let image = c.config.image.as_str();
+            let with_latest = |s: &str| {
+                if s.rsplit('/').next().is_some_and(|last| last.contains(':')) || s.contains('@') {
+                    s.to_string()
+                } else {
+                    format!("{s}:latest")
+                }
+            };
+            image == v
+                || with_latest(image) == with_latest(v)
+                || c.image == v
+                || c.image
+                    .trim_start_matches("sha256:")
+                    .starts_with(v.trim_start_matches("sha256:"))
+        }
+        "before" => created_secs(c) < created_secs(find(v)?) && c.id != find(v)?.id,
+        "since" => created_secs(c) > created_secs(find(v)?) && c.id != find(v)?.id,
+        "health" => {
+            let status = c
+                .state
+                .health
+                .as_ref()
+                .and_then(|h| h.get("Status"))
+                .and_then(Value::as_str)
+                .unwrap_or("none");
+            status == v
+        }
+        // Features that do not exist here yet match nothing but their absence.
+        "is-task" => v == "false",
+        _ => false,
+    })
+}
+
+/// `POST /containers/prune`: removes every stopped container (filters: until, label).
+async fn prune(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError> {
+    let filters = crate::images::parse_filters(req)?;
+    let mut until = None;
+    let mut labels = Vec::new();
+    for (k, v) in filters {
+        match k.as_str() {
+            "until" => until = Some(parse_until(&v)?),
+            "label" | "label!" => labels.push((k == "label!", v)),
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let e = engine.clone();
+    let deleted = blocking(move || {
+        let mut deleted = Vec::new();
+        for c in e.list()? {
+            if c.state.running || c.state.restarting || c.state.paused {
+                continue;
+            }
+            if until.is_some_and(|u| created_secs(&c) >= u) {
+                continue;
+            }
+            let label_ok = labels.iter().all(|(negate, l)| {
+                let has = match l.split_once('=') {
+                    Some((k, v)) => c.config.labels.get(k).map(String::as_str) == Some(v),
+                    None => c.config.labels.contains_key(l),
+                };
+                has != *negate
+            });
+            if !label_ok {
+                continue;
+            }
+            if e.remove(&c.id, false).is_ok() {
+                deleted.push(c.id);
+            }
+        }
+        Ok(deleted)
+    })
+    .await?;
+    Ok(Response::Json(
+        200,
+        json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// `until` as Docker takes it: a Unix time, an RFC 3339 time, or a duration ago (`10m`).
+fn parse_until(v: &str) -> Result<i64, ApiError> {
+    if let Ok(n) = v.parse::<f64>() {
+        return Ok(n as i64);
+    }
+    if let Some(t) = berth_engine::container::parse_rfc3339_secs(v) {
+        return Ok(t);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid filter 'until={v}'")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(ApiError::bad_request(format!("invalid filter 'until={v}'"))),
+    };
+    Ok(now - secs as i64)
 }
 
 /// Docker's stdcopy frame header: stream byte, three zeros, big-endian length.
@@ -351,6 +558,7 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
     let id = c.id.clone();
     // Attached before start: the start holds the program until we are connected.
     let ticket = (!c.state.running).then(|| engine.expect_attach(&id));
+    engine.container_event(&c, "attach", &[]);
     let handler: crate::server::HijackHandler = Box::new(move |mut conn| {
         Box::pin(async move {
             // Attach may come before start (docker run): wait until the shim is up.

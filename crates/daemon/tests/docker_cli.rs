@@ -444,3 +444,103 @@ fn restart_policies() {
         "true"
     );
 }
+
+#[test]
+fn ps_filters_prune_and_events() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    d.ok(&[
+        "run", "-d", "--name", "up1", "-l", "tier=web", "busybox", "sleep", "1000",
+    ]);
+    d.ok(&["run", "--name", "done0", "busybox", "true"]);
+    let _ = d.docker(&[
+        "run",
+        "--name",
+        "done3",
+        "-l",
+        "tier=batch",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    d.ok(&["create", "--name", "fresh", "busybox", "true"]);
+
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = d.ok(&a).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), ["up1"]);
+    assert_eq!(names(&["-a"]), ["done0", "done3", "fresh", "up1"]);
+    assert_eq!(names(&["-f", "status=exited"]), ["done0", "done3"]);
+    assert_eq!(names(&["-f", "exited=3"]), ["done3"]);
+    assert_eq!(names(&["-a", "-f", "label=tier"]), ["done3", "up1"]);
+    assert_eq!(names(&["-a", "-f", "label=tier=web"]), ["up1"]);
+    assert_eq!(names(&["-a", "-f", "name=done"]), ["done0", "done3"]);
+    assert_eq!(names(&["-a", "-f", "status=created"]), ["fresh"]);
+    assert_eq!(names(&["-a", "-f", "ancestor=busybox"]).len(), 4);
+    assert_eq!(
+        names(&["-a", "-f", "status=exited", "-f", "status=created"]).len(),
+        3
+    );
+    let o = d.docker(&["ps", "-f", "status=bogus"]);
+    assert!(!o.status.success());
+
+    // Prune removes the stopped ones only.
+    let out = d.ok(&["container", "prune", "-f"]);
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert_eq!(names(&["-a"]), ["up1"]);
+
+    // Events since the start of the test, up to now: the lifecycle in order.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        + 1)
+    .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=done0",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(
+        actions,
+        ["create", "attach", "start", "die", "destroy"],
+        "{ev}"
+    );
+    // A follower sees a new event as it happens.
+    let mut follower = d
+        .docker_cmd(&[
+            "events",
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("docker events");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.ok(&["run", "--rm", "--name", "late", "busybox", "true"]);
+    let mut stdout = follower.stdout.take().expect("stdout");
+    let mut line = [0u8; 5];
+    std::io::Read::read_exact(&mut stdout, &mut line).expect("an event line");
+    assert_eq!(&line, b"late\n");
+    let _ = follower.kill();
+    let _ = follower.wait();
+}

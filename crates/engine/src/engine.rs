@@ -109,6 +109,7 @@ pub struct Engine {
     execs: Mutex<HashMap<String, crate::exec::Exec>>,
     /// Per container: restarts since its last stable run (the back-off's exponent).
     restart_attempts: Mutex<HashMap<String, u32>>,
+    pub events: crate::events::Events,
 }
 
 /// `docker wait`'s conditions.
@@ -170,6 +171,7 @@ impl Engine {
             next_ticket: std::sync::atomic::AtomicU64::new(1),
             execs: Mutex::new(HashMap::new()),
             restart_attempts: Mutex::new(HashMap::new()),
+            events: Default::default(),
         })
     }
 
@@ -294,6 +296,7 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e.into());
         }
+        self.container_event(&record, "create", &[]);
         Ok(record)
     }
 
@@ -438,6 +441,7 @@ impl Engine {
         };
         c.manually_stopped = false;
         self.save(&c)?;
+        self.container_event(&c, "start", &[]);
         self.watch(id);
         Ok(())
     }
@@ -524,6 +528,22 @@ impl Engine {
             )));
         }
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
+    }
+
+    /// A container event, with the attributes Docker gives it (image, name, labels).
+    pub fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        let mut attrs: std::collections::BTreeMap<String, String> = c
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        attrs.insert("image".into(), c.config.image.clone());
+        attrs.insert("name".into(), c.name.trim_start_matches('/').to_string());
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.clone());
+        }
+        self.events.publish("container", action, &c.id, attrs);
     }
 
     pub(crate) fn restart_attempts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -673,6 +693,10 @@ impl Engine {
         }
         let _ = self.save(&c);
         drop(_guard);
+        if oom {
+            self.container_event(&c, "oom", &[]);
+        }
+        self.container_event(&c, "die", &[("exitCode", code.to_string())]);
         if c.host_config.auto_remove {
             let _ = self.remove(id, true);
         } else {
@@ -689,6 +713,7 @@ impl Engine {
             )));
         }
         ShimClient::new(&c.id, &self.config.state_dir(&c.id)).kill(signal, false)?;
+        self.container_event(&c, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
 
@@ -743,21 +768,28 @@ impl Engine {
             .and_then(signal_number)
             .unwrap_or(libc::SIGTERM);
         let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
-        let _ = client.kill(signal, false);
+        if client.kill(signal, false).is_ok() {
+            self.container_event(&c, "kill", &[("signal", signal.to_string())]);
+        }
         if secs >= 0 {
             let after = self.wait_stopped(
                 &c.id,
                 Some(Instant::now() + Duration::from_secs(secs as u64)),
             )?;
             if !after.state.running {
+                self.container_event(&c, "stop", &[]);
                 return Ok(());
             }
         } else {
             self.wait_stopped(&c.id, None)?;
+            self.container_event(&c, "stop", &[]);
             return Ok(());
         }
-        let _ = client.kill(libc::SIGKILL, true);
+        if client.kill(libc::SIGKILL, true).is_ok() {
+            self.container_event(&c, "kill", &[("signal", libc::SIGKILL.to_string())]);
+        }
         self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
+        self.container_event(&c, "stop", &[]);
         Ok(())
     }
 
@@ -835,6 +867,7 @@ impl Engine {
         let _ = std::fs::remove_dir_all(self.config.container_dir(&c.id));
         self.store.remove(&c.id)?;
         self.notify();
+        self.container_event(&c, "destroy", &[]);
         Ok(())
     }
 
