@@ -544,3 +544,158 @@ fn ps_filters_prune_and_events() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+#[test]
+fn healthchecks() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "probe",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let status = |d: &Daemon| d.ok(&["inspect", "--format", "{{.State.Health.Status}}", "probe"]);
+    wait_for("unhealthy", || status(&d).trim() == "unhealthy");
+    let ps = d.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.trim().ends_with("(unhealthy)"), "{ps}");
+    d.ok(&["exec", "probe", "touch", "/tmp/ok"]);
+    wait_for("healthy", || status(&d).trim() == "healthy");
+    let streak = d.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Health.FailingStreak}}",
+        "probe",
+    ]);
+    assert_eq!(streak.trim(), "0");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs() + 1)
+        .unwrap_or(0)
+        .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "container=probe",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let changes: Vec<&str> = ev
+        .lines()
+        .filter(|l| l.starts_with("health_status"))
+        .collect();
+    assert_eq!(
+        changes,
+        ["health_status: unhealthy", "health_status: healthy"],
+        "{ev}"
+    );
+}
+
+#[test]
+fn resources_and_security_flags() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu/cpu.shares",
+        "/sys/fs/cgroup/cpuset/cpuset.cpus",
+        "/sys/fs/cgroup/pids/pids.max",
+    ]);
+    assert_eq!(out, "67108864\n134217728\n50000\n512\n0\n50\n");
+    let out = d.ok(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,args"]);
+    assert!(out.contains("1 /sbin/docker-init -- ps"), "{out}");
+    let o = d.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "chown",
+        "1",
+        "/bin",
+    ]);
+    assert!(
+        stderr(&o).contains("Operation not permitted"),
+        "{}",
+        stderr(&o)
+    );
+    // Docker's default profile: no new namespaces without CAP_SYS_ADMIN; forks still work.
+    let o = d.docker(&["run", "--rm", "busybox", "unshare", "-n", "true"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $(echo forked)"]),
+        "forked\n"
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "unshare",
+        "-n",
+        "echo",
+        "privileged",
+    ]);
+    assert_eq!(out, "privileged\n");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/run:size=1m",
+        "busybox",
+        "df",
+        "-k",
+        "/run",
+    ]);
+    assert!(out.contains(" 1024 "), "{out}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(out.contains('1'), "{out}");
+    let out = d.ok(&["run", "--rm", "busybox", "cat", "/proc/timer_list"]);
+    assert_eq!(out, "", "masked");
+}

@@ -133,7 +133,7 @@ impl WaitCondition {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     berth_runtime::state::now_rfc3339()
 }
 
@@ -232,6 +232,7 @@ impl Engine {
         if cfg.stop_signal.is_none() {
             cfg.stop_signal = image.stop_signal.clone();
         }
+        cfg.healthcheck = crate::health::merge(cfg.healthcheck.take(), image.healthcheck.as_ref());
         let probe = SpecInput {
             id: &id,
             config: &cfg,
@@ -348,6 +349,12 @@ impl Engine {
     pub fn start(self: &Arc<Self>, key: &str) -> Result<()> {
         let id = self.resolve(key)?;
         let result = self.start_resolved(&id);
+        if result.is_ok() {
+            // After start_resolved has let go of the container's lock.
+            if let Ok(c) = self.get(&id) {
+                self.monitor_health(&c);
+            }
+        }
         if let Err(e) = &result {
             // A container that could not start is removed at once when it was made
             // with --rm (the client waits for its removal), as dockerd does.
@@ -553,7 +560,7 @@ impl Engine {
     }
 
     /// Changes a stored container under its lock (no-op when it is gone).
-    fn update_record(&self, id: &str, change: impl FnOnce(&mut Container)) {
+    pub(crate) fn update_record(&self, id: &str, change: impl FnOnce(&mut Container)) {
         let lock = self.lock_for(id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Ok(mut c) = self.store.get::<Container>(id) {
@@ -632,7 +639,10 @@ impl Engine {
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
             match client.state() {
-                Ok(s) if s.exit_code.is_none() => self.watch(c.id.clone()),
+                Ok(s) if s.exit_code.is_none() => {
+                    self.monitor_health(&c);
+                    self.watch(c.id.clone())
+                }
                 Ok(s) => {
                     let code = s.exit_code.unwrap_or(255);
                     self.on_exit(&c.id, (code, s.exited_at.unwrap_or_else(now), s.oom_killed));

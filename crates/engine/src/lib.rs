@@ -11,6 +11,7 @@ pub mod container;
 pub mod engine;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod images;
 pub mod local_images;
 pub mod names;
