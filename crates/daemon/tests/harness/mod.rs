@@ -17,6 +17,8 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub cgroup_parent: String,
+    /// Everything comes from daemon.json (no flags), as seed 000's engines start.
+    config_only: bool,
     child: Option<Child>,
 }
 
@@ -40,6 +42,30 @@ impl Daemon {
             socket: dir.join("berth.sock"),
             cgroup_parent: format!("berth-e2e-{}-{n}", std::process::id()),
             dir,
+            config_only: false,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// A daemon configured only by the daemon.json that `config` writes for the test
+    /// dir it is given; `socket` and `cgroup_parent` must be what that file says.
+    pub fn start_with_config(
+        config: impl FnOnce(&Path) -> String,
+        socket: &str,
+        cgroup_parent: &str,
+    ) -> Daemon {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/berth-e2e-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the test dir");
+        fs::write(dir.join("daemon.json"), config(&dir)).expect("write daemon.json");
+        let mut d = Daemon {
+            socket: dir.join(socket),
+            cgroup_parent: cgroup_parent.to_string(),
+            dir,
+            config_only: true,
             child: None,
         };
         d.spawn();
@@ -64,19 +90,21 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("berthd.log"))
             .expect("open berthd.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("--config-file")
-            .arg(self.dir.join("daemon.json"))
-            .arg("--data-root")
-            .arg(self.data_root())
-            .arg("--exec-root")
-            .arg(self.exec_root())
-            .arg("-p")
-            .arg(self.dir.join("berthd.pid"))
-            .arg("-H")
-            .arg(self.host())
-            .arg("--cgroup-parent")
-            .arg(format!("/{}", self.cgroup_parent))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berthd"));
+        cmd.arg("--config-file").arg(self.dir.join("daemon.json"));
+        if !self.config_only {
+            cmd.arg("--data-root")
+                .arg(self.data_root())
+                .arg("--exec-root")
+                .arg(self.exec_root())
+                .arg("-p")
+                .arg(self.dir.join("berthd.pid"))
+                .arg("-H")
+                .arg(self.host())
+                .arg("--cgroup-parent")
+                .arg(format!("/{}", self.cgroup_parent));
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
