@@ -31,8 +31,78 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// What earlier test processes left when they were killed (a timeout kills without
+/// running Drop): their container processes, mounts, cgroups and dirs.
+fn reap_leftovers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dead = |name: &str| -> bool {
+            name.strip_prefix("berth-e2e-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<i32>().ok())
+                .is_some_and(|pid| pid != std::process::id() as i32 && !alive(pid))
+        };
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for parent in fs::read_dir(hierarchy.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = parent.file_name().to_string_lossy().to_string();
+                if !dead(&name) {
+                    continue;
+                }
+                for child in fs::read_dir(parent.path()).into_iter().flatten().flatten() {
+                    let procs =
+                        fs::read_to_string(child.path().join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok())
+                    {
+                        // SAFETY: a process left in a dead test's cgroup.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for entry in fs::read_dir("/tmp").into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if dead(&name) {
+                for m in mounts_under(&entry.path()) {
+                    let _ = Command::new("umount").arg("-l").arg(&m).status();
+                }
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for parent in fs::read_dir(hierarchy.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if dead(&parent.file_name().to_string_lossy()) {
+                    for child in fs::read_dir(parent.path()).into_iter().flatten().flatten() {
+                        let _ = fs::remove_dir(child.path());
+                    }
+                    let _ = fs::remove_dir(parent.path());
+                }
+            }
+        }
+    });
+}
+
 impl Daemon {
     pub fn start() -> Daemon {
+        reap_leftovers();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/berth-e2e-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -56,6 +126,7 @@ impl Daemon {
         socket: &str,
         cgroup_parent: &str,
     ) -> Daemon {
+        reap_leftovers();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/berth-e2e-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
