@@ -223,6 +223,12 @@ impl Engine {
             other => other.into(),
         })?;
         let id = random_id()?;
+        let mut host = host;
+        if host.log_config.typ.is_empty() {
+            // The daemon's driver, as dockerd fills it in (clients read it: docker-py
+            // only collects the output of `run` when it says json-file).
+            host.log_config.typ = "json-file".into();
+        }
         // Render once with a placeholder root to report bad settings now, as a 400,
         // rather than at start.
         let mut cfg = config.clone();
