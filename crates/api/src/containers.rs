@@ -140,6 +140,18 @@ pub async fn handle(
         ("GET", [id, "logs"]) => logs(engine, req, id).await,
         ("POST", [id, "attach"]) => attach(engine, req, id).await,
         ("POST", [id, "exec"]) => crate::exec::create(engine, req, id).await,
+        ("POST", [id, "resize"]) => {
+            let dim = |k: &str| -> Result<u16, ApiError> {
+                req.query
+                    .get(k)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
+            };
+            let (h, w) = (dim("h")?, dim("w")?);
+            let (e, id) = (engine.clone(), id.to_string());
+            blocking(move || e.resize(&id, h, w)).await?;
+            Ok(Response::Empty(200))
+        }
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /containers/{}",
             m,
@@ -559,6 +571,11 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
     // Attached before start: the start holds the program until we are connected.
     let ticket = (!c.state.running).then(|| engine.expect_attach(&id));
     engine.container_event(&c, "attach", &[]);
+    let detach = if tty && stdin {
+        Some(detach_keys(req)?)
+    } else {
+        None
+    };
     let handler: crate::server::HijackHandler = Box::new(move |mut conn| {
         Box::pin(async move {
             // Attach may come before start (docker run): wait until the shim is up.
@@ -590,7 +607,7 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
                 let _ = conn.shutdown().await;
                 return;
             };
-            splice(conn, shim).await;
+            splice(conn, shim, detach).await;
         })
     });
     let _ = tty;
@@ -604,9 +621,84 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
     })
 }
 
+/// Docker's `--detach-keys` (`ctrl-p,ctrl-q`, `a,ctrl-[`): the bytes, or an error.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        let bad = || ApiError::bad_request(format!("Invalid detach keys ({spec}) provided"));
+        match key.strip_prefix("ctrl-") {
+            Some(k) if k.len() == 1 => {
+                let c = k.as_bytes()[0].to_ascii_lowercase();
+                let code = match c {
+                    b'a'..=b'z' => c - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => return Err(bad()),
+                };
+                out.push(code);
+            }
+            None if key.len() == 1 => out.push(key.as_bytes()[0]),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+/// The detach keys of a request (`detachKeys`), ctrl-p ctrl-q by default.
+pub(crate) fn detach_keys(req: &Request) -> Result<Vec<u8>, ApiError> {
+    match req.query.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(spec) => parse_detach_keys(spec),
+        None => Ok(vec![0x10, 0x11]),
+    }
+}
+
+/// Finds a detach sequence in a stdin stream that arrives in pieces.
+struct DetachScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScanner {
+    /// The bytes to forward from `data`, and whether the sequence completed. Bytes
+    /// that may start the sequence are held until it is clear they do not.
+    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                    if self.keys.len() == 1 {
+                        return (out, true);
+                    }
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
 /// Copies between a hijacked client connection and a shim stream until the shim
-/// side ends (the process is gone and its output drained).
-pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::net::UnixStream) {
+/// side ends (the process is gone and its output drained), or the client types the
+/// detach keys: then the client's connection ends, and the shim's is kept open and
+/// drained until the process ends, so that its stdin does not see an EOF.
+pub(crate) async fn splice(
+    conn: crate::server::Hijacked,
+    shim: std::os::unix::net::UnixStream,
+    detach: Option<Vec<u8>>,
+) {
     if shim.set_nonblocking(true).is_err() {
         return;
     }
@@ -615,14 +707,30 @@ pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::n
     };
     let (mut shim_read, mut shim_write) = shim.into_split();
     let (mut conn_read, mut conn_write) = tokio::io::split(conn);
+    let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut detached_tx = Some(detached_tx);
     let input = tokio::spawn(async move {
+        let mut scanner = detach
+            .filter(|k| !k.is_empty())
+            .map(|keys| DetachScanner { keys, matched: 0 });
         let mut buf = vec![0u8; 8192];
         loop {
             match conn_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if shim_write.write_all(&buf[..n]).await.is_err() {
+                    let (data, detached) = match scanner.as_mut() {
+                        Some(s) => s.feed(&buf[..n]),
+                        None => (buf[..n].to_vec(), false),
+                    };
+                    if !data.is_empty() && shim_write.write_all(&data).await.is_err() {
                         break;
+                    }
+                    if detached {
+                        if let Some(tx) = detached_tx.take() {
+                            let _ = tx.send(());
+                        }
+                        // Keep the write half (and so the process's stdin) open.
+                        std::future::pending::<()>().await;
                     }
                 }
             }
@@ -630,14 +738,33 @@ pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::n
         let _ = shim_write.shutdown().await;
     });
     let mut buf = vec![0u8; 8192];
+    // Set once the input side has ended without a detach (the sender is dropped).
+    let mut input_done = false;
     loop {
-        match shim_read.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if conn_write.write_all(&buf[..n]).await.is_err() {
-                    break;
+        tokio::select! {
+            r = &mut detached_rx, if !input_done => {
+                if r.is_err() {
+                    input_done = true;
+                    continue;
                 }
-                let _ = conn_write.flush().await;
+                let _ = conn_write.shutdown().await;
+                // Drain the shim's side until the process ends, then let go of stdin.
+                while let Ok(n) = shim_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                input.abort();
+                return;
+            }
+            r = shim_read.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if conn_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let _ = conn_write.flush().await;
+                }
             }
         }
     }
@@ -648,6 +775,24 @@ pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::n
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_parsed_and_found() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").ok(),
+            Some(vec![0x10, 0x11])
+        );
+        assert_eq!(parse_detach_keys("a,ctrl-[").ok(), Some(vec![b'a', 27]));
+        assert!(parse_detach_keys("ctrl-pp").is_err());
+        let mut s = DetachScanner {
+            keys: vec![0x10, 0x11],
+            matched: 0,
+        };
+        assert_eq!(s.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(s.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(s.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(s.feed(b"\x11rest"), (Vec::new(), true));
+    }
 
     #[test]
     fn stdcopy_frames() {

@@ -733,6 +733,19 @@ impl Engine {
         Ok(())
     }
 
+    /// `POST /containers/{id}/resize`: the init's tty.
+    pub fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        let c = self.get(key)?;
+        if !c.state.running {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        ShimClient::new(&c.id, &self.config.state_dir(&c.id)).resize(height, width, None)?;
+        Ok(())
+    }
+
     /// Wait until the container is not running, or the deadline passes.
     fn wait_stopped(&self, id: &str, deadline: Option<Instant>) -> Result<Container> {
         let (m, cv) = &*self.changed;
