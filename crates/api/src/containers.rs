@@ -170,7 +170,7 @@ async fn create(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiErro
     Ok(Response::Json(201, json!({"Id": c.id, "Warnings": []})))
 }
 
-fn list_entry(c: &Container, now: i64) -> Value {
+pub(crate) fn list_entry(c: &Container, now: i64) -> Value {
     let command = std::iter::once(c.path.clone())
         .chain(c.args.iter().map(|a| {
             if a.contains(' ') {

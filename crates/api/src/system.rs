@@ -126,6 +126,82 @@ pub async fn events(engine: &Arc<Engine>, req: &Request) -> Result<Response, Api
     })
 }
 
+/// Bytes used by the files under `dir` (not following symlinks; hard links once).
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.nlink() <= 1 || seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// `GET /system/df`.
+pub async fn disk_usage(
+    engine: &Arc<Engine>,
+    images: &Arc<berth_image::Images>,
+) -> Result<Response, ApiError> {
+    let (e, i) = (engine.clone(), images.clone());
+    let body = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ApiError> {
+        let containers = e.list()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let records = i.list();
+        let mut layers = 0u64;
+        let images: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                let mut s = crate::images::summary(&i, r);
+                let users = containers
+                    .iter()
+                    .filter(|c| c.image == r.id.to_string())
+                    .count();
+                s["Containers"] = serde_json::json!(users);
+                layers += s["Size"].as_u64().unwrap_or(0);
+                s
+            })
+            .collect();
+        let containers: Vec<serde_json::Value> = containers
+            .iter()
+            .map(|c| {
+                let mut v = crate::containers::list_entry(c, now);
+                let rw = if c.rootfs.upper_dir.is_empty() {
+                    0
+                } else {
+                    disk_bytes(std::path::Path::new(&c.rootfs.upper_dir))
+                };
+                v["SizeRw"] = serde_json::json!(rw);
+                v["SizeRootFs"] = serde_json::json!(rw);
+                v
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "LayersSize": layers,
+            "Images": images,
+            "Containers": containers,
+            "Volumes": [],
+            "BuildCache": [],
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("task failed: {e}")))??;
+    Ok(Response::Json(200, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

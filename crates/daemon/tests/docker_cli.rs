@@ -699,3 +699,96 @@ fn resources_and_security_flags() {
     let out = d.ok(&["run", "--rm", "busybox", "cat", "/proc/timer_list"]);
     assert_eq!(out, "", "masked");
 }
+
+#[test]
+fn info_version_df_and_old_clients() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "1000"]);
+    d.ok(&[
+        "run",
+        "--name",
+        "wrote",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/f bs=1k count=100 2>/dev/null",
+    ]);
+    let info = d.ok(&["info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} {{.Driver}} {{.CgroupVersion}} {{.DockerRootDir}}"]);
+    assert_eq!(
+        info.trim(),
+        format!("2 1 1 1 overlay2 1 {}", d.data_root().display())
+    );
+    let v = d.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}",
+    ]);
+    assert_eq!(v.trim(), "1.50 1.24 linux");
+    let df = d.ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]);
+    assert!(
+        df.contains("Images 1 1") && df.contains("Containers 2 1"),
+        "{df}"
+    );
+    let dfv = d.ok(&[
+        "system",
+        "df",
+        "-v",
+        "--format",
+        "{{range .Containers}}{{.Names}}={{.Size}} {{end}}",
+    ]);
+    assert!(dfv.contains("wrote=102kB"), "{dfv}");
+    // An old client negotiates down to 1.24; Debian's 20.10 CLI works as the 28.x one.
+    let o = d
+        .docker_cmd(&["ps", "--format", "{{.Names}}"])
+        .env("DOCKER_API_VERSION", "1.24")
+        .output()
+        .expect("docker");
+    assert_eq!(text(&o), "up\n", "{}", stderr(&o));
+    let (code, body) = d.api("GET", "/v1.12/version", None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("too old"), "{body}");
+    let old = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_HOST", d.host())
+        .args(["run", "--rm", "busybox", "echo", "from 20.10"])
+        .output()
+        .expect("docker 20.10");
+    assert_eq!(text(&old), "from 20.10\n", "{}", stderr(&old));
+    let old = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_HOST", d.host())
+        .args(["exec", "up", "echo", "exec 20.10"])
+        .output()
+        .expect("docker 20.10");
+    assert_eq!(text(&old), "exec 20.10\n", "{}", stderr(&old));
+}
+
+#[test]
+fn fifty_concurrent_creates_with_one_name() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let children: Vec<_> = (0..50)
+        .map(|_| {
+            d.docker_cmd(&["create", "--name", "contested", "busybox", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("docker create")
+        })
+        .collect();
+    let mut ok = 0;
+    for c in children {
+        let o = c.wait_with_output().expect("wait");
+        if o.status.success() {
+            ok += 1;
+        } else {
+            assert!(stderr(&o).contains("is already in use"), "{}", stderr(&o));
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
+}
