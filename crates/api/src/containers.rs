@@ -28,6 +28,48 @@ impl From<EngineError> for ApiError {
 }
 
 /// Run a blocking engine call off the async threads.
+/// `since`/`until` of a logs request in nanoseconds (the CLI sends Unix seconds with
+/// a fraction; 0 means unset).
+fn log_bound(req: &Request, key: &str) -> Result<Option<i128>, ApiError> {
+    let Some(v) = req.query.get(key).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let (secs, frac) = v.split_once('.').unwrap_or((v.as_str(), ""));
+    let secs: i128 = secs
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos: i128 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}")
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))?
+    };
+    let total = secs * 1_000_000_000 + nanos;
+    Ok((total != 0).then_some(total))
+}
+
+/// An RFC 3339 time with its fraction, in nanoseconds since the epoch.
+fn rfc3339_nanos(t: &str) -> Option<i128> {
+    let secs = berth_engine::container::parse_rfc3339_secs(t)? as i128;
+    let frac = t
+        .split_once('.')
+        .map(|(_, f)| {
+            f.chars()
+                .take_while(|c| c.is_ascii_digit())
+                .take(9)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse::<i128>().ok()?
+    };
+    Some(secs * 1_000_000_000 + nanos)
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -463,11 +505,19 @@ async fn logs(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response,
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let engine = engine.clone();
     let id = c.id.clone();
+    let since = log_bound(req, "since")?;
+    let until = log_bound(req, "until")?;
     tokio::task::spawn_blocking(move || {
         let render = |line: &LogLine| -> Option<Vec<u8>> {
             let is_err = line.stream == "stderr";
             if (is_err && !want_err) || (!is_err && !want_out) {
                 return None;
+            }
+            if since.is_some() || until.is_some() {
+                let at = rfc3339_nanos(&line.time)?;
+                if since.is_some_and(|s| at < s) || until.is_some_and(|u| at > u) {
+                    return None;
+                }
             }
             let text = if timestamps {
                 format!("{} {}", line.time, line.log)

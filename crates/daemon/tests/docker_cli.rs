@@ -792,3 +792,32 @@ fn fifty_concurrent_creates_with_one_name() {
     assert_eq!(ok, 1);
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
 }
+
+#[test]
+fn logs_options() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lg",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo out$i; sleep 0.4; done; echo err >&2; sleep 0.4; echo last",
+    ]);
+    // -f follows until the container exits.
+    let o = d.docker(&["logs", "-f", "lg"]);
+    assert_eq!(text(&o), "out1\nout2\nout3\nlast\n");
+    assert_eq!(stderr(&o), "err\n");
+    assert_eq!(d.ok(&["logs", "--tail", "2", "lg"]), "last\n");
+    let ts = d.ok(&["logs", "-t", "--tail", "1", "lg"]);
+    assert!(ts.starts_with("20") && ts.ends_with("Z last\n"), "{ts}");
+    assert_eq!(d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "lg"]), "");
+    let recent = d.ok(&["logs", "--since", "1s", "lg"]);
+    assert!(
+        recent.contains("last") && !recent.contains("out1"),
+        "{recent}"
+    );
+}
