@@ -204,8 +204,14 @@ pub async fn handle(
 
 async fn create(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(&req.body);
-    let body: CreateBody = serde::Deserialize::deserialize(&mut de)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let body: CreateBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            ApiError::bad_request(format!("invalid JSON: {}", e.inner()))
+        } else {
+            ApiError::bad_request(format!("invalid JSON at {path}: {}", e.inner()))
+        }
+    })?;
     let name = req.query.get("name").filter(|n| !n.is_empty()).cloned();
     let e = engine.clone();
     let c = blocking(move || e.create(name.as_deref(), body.config, body.host_config)).await?;

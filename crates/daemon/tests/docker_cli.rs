@@ -228,6 +228,34 @@ fn name_conflicts_and_bad_requests() {
         Some("{\"Image\": \"no-such-image\"}"),
     );
     assert_eq!(code, 404);
+    for (body, says) in [
+        (
+            r#"{"Image":"busybox","HostConfig":{"Memory":"abc"}}"#,
+            "HostConfig.Memory",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#,
+            "invalid restart policy",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CpusetCpus":"x-y"}}"#,
+            "Invalid value x-y for cpuset cpus",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":-5}}"#,
+            "Memory",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CapAdd":["CAP_NOPE"]}}"#,
+            "CAP_NOPE",
+        ),
+    ] {
+        let (code, reply) = d.api("POST", "/containers/create", Some(body));
+        assert_eq!(code, 400, "{body}: {reply}");
+        assert!(reply.contains(says), "{body}: {reply}");
+    }
+    let o = d.docker(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert!(!o.status.success());
     // Nothing was created by the failures; the daemon still serves.
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
 }

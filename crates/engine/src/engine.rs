@@ -216,6 +216,7 @@ impl Engine {
         if config.image.is_empty() {
             return Err(EngineError::Invalid("config.Image: no image given".into()));
         }
+        validate_host_config(&host)?;
         let image = self.images.resolve(&config.image).map_err(|e| match e {
             ImageServiceError::NotFound(_) => {
                 EngineError::NotFound(format!("No such image: {}", config.image))
@@ -920,6 +921,59 @@ impl Waiter<'_> {
     pub fn wait(self) -> Result<i32> {
         self.engine.wait_from(&self.id, self.condition, self.start)
     }
+}
+
+/// The HostConfig checks dockerd makes at create, with its messages.
+fn validate_host_config(h: &HostConfig) -> Result<()> {
+    let policy = &h.restart_policy;
+    match policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if policy.maximum_retry_count < 0 {
+        return Err(EngineError::Invalid(
+            "invalid restart policy: maximum retry count cannot be negative".into(),
+        ));
+    }
+    if policy.maximum_retry_count > 0 && policy.name != "on-failure" {
+        return Err(EngineError::Invalid(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure', not '{}'",
+            policy.name
+        )));
+    }
+    if h.auto_remove && !matches!(policy.name.as_str(), "" | "no") {
+        return Err(EngineError::Invalid(
+            "can't create 'AutoRemove' container with restart policy".into(),
+        ));
+    }
+    for (field, value) in [
+        ("CpusetCpus", &h.cpuset_cpus),
+        ("CpusetMems", &h.cpuset_mems),
+    ] {
+        if !value.is_empty() && !valid_cpu_list(value) {
+            let what = if field == "CpusetCpus" {
+                "cpus"
+            } else {
+                "mems"
+            };
+            return Err(EngineError::Invalid(format!(
+                "Invalid value {value} for cpuset {what}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `0-2,4`: comma-separated numbers and ascending ranges.
+fn valid_cpu_list(s: &str) -> bool {
+    s.split(',').all(|part| match part.split_once('-') {
+        Some((a, b)) => matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= b),
+        None => part.parse::<u32>().is_ok(),
+    })
 }
 
 /// "SIGTERM", "TERM", "15" → 15.
