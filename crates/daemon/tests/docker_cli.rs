@@ -726,6 +726,48 @@ fn resources_and_security_flags() {
     assert!(out.contains('1'), "{out}");
     let out = d.ok(&["run", "--rm", "busybox", "cat", "/proc/timer_list"]);
     assert_eq!(out, "", "masked");
+    // The kernel's OOM killer, reported.
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "8m",
+        "--memory-swap",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(o.status.code(), Some(137));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "oom"
+        ])
+        .trim(),
+        "true 137"
+    );
+    // start -a attaches before the program runs, and exits with its code.
+    d.ok(&[
+        "create",
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "echo round; exit 5",
+    ]);
+    for _ in 0..2 {
+        let o = d.docker(&["start", "-a", "again"]);
+        assert_eq!(
+            (o.status.code(), text(&o)),
+            (Some(5), "round\n".to_string())
+        );
+    }
 }
 
 #[test]
