@@ -242,7 +242,7 @@ pub(crate) fn list_entry(c: &Container, now: i64) -> Value {
         "Status": c.status_text(now),
         "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "default" } else { &c.host_config.network_mode }},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": c.mount_points(),
     })
 }
 

@@ -726,6 +726,71 @@ fn resources_and_security_flags() {
     assert!(out.contains('1'), "{out}");
     let out = d.ok(&["run", "--rm", "busybox", "cat", "/proc/timer_list"]);
     assert_eq!(out, "", "masked");
+    // Host paths: -v and --mount.
+    let host = d.dir.join("shared");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    std::fs::write(host.join("f"), "from the host\n").expect("write");
+    let v = format!("{}:/data", host.display());
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", &v, "busybox", "cat", "/data/f"]),
+        "from the host\n"
+    );
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &v,
+        "busybox",
+        "sh",
+        "-c",
+        "echo back > /data/g",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("g")).ok().as_deref(),
+        Some("back\n")
+    );
+    let ro = format!("{v}:ro");
+    let o = d.docker(&["run", "--rm", "-v", &ro, "busybox", "touch", "/data/h"]);
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    let m = format!("type=bind,src={},dst=/m,readonly", host.display());
+    d.ok(&[
+        "run", "--name", "mounted", "--mount", &m, "busybox", "cat", "/m/f",
+    ]);
+    let mounts = d.ok(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{.Type}} {{.Destination}} {{.RW}}{{end}}",
+        "mounted",
+    ]);
+    assert_eq!(mounts.trim(), "bind /m false");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,src=/no/such/dir,dst=/m",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&o).contains("bind source path does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=tmpfs,dst=/t,tmpfs-size=2m",
+        "busybox",
+        "df",
+        "-k",
+        "/t",
+    ]);
+    assert!(out.contains(" 2048 "), "{out}");
     // The kernel's OOM killer, reported.
     let o = d.docker(&[
         "run",
