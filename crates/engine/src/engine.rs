@@ -642,6 +642,9 @@ impl Engine {
     pub fn restore(self: &Arc<Self>) -> Result<()> {
         for c in self.list()? {
             if !c.state.running {
+                // A crash between mounting the rootfs and starting (or after an exit
+                // that was never recorded) leaves a mount nobody uses.
+                let _ = self.images.unmount_rootfs(&c.id);
                 continue;
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
