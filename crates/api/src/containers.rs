@@ -636,7 +636,9 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
         Box::pin(async move {
             // Attach may come before start (docker run): wait until the shim is up.
             let mut shim = None;
-            for _ in 0..600 {
+            // The start that follows waits for us (the shim holds the program until
+            // we are connected): poll often at first, it is on the start's path.
+            for attempt in 0..1100u32 {
                 let state_dir = engine.config.state_dir(&id);
                 let client = berth_engine::shim_client::ShimClient::new(&id, &state_dir);
                 let attempt =
@@ -654,7 +656,8 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
                 if gone {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let pause = if attempt < 500 { 2 } else { 50 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             if let Some(t) = ticket {
                 engine.attach_settled(&id, t);
