@@ -638,7 +638,7 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
             let mut shim = None;
             // The start that follows waits for us (the shim holds the program until
             // we are connected): poll often at first, it is on the start's path.
-            for attempt in 0..1100u32 {
+            for round in 0..1100u32 {
                 let state_dir = engine.config.state_dir(&id);
                 let client = berth_engine::shim_client::ShimClient::new(&id, &state_dir);
                 let attempt =
@@ -656,7 +656,7 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
                 if gone {
                     break;
                 }
-                let pause = if attempt < 500 { 2 } else { 50 };
+                let pause = if round < 500 { 2 } else { 50 };
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             if let Some(t) = ticket {
