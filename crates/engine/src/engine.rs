@@ -86,7 +86,7 @@ impl EngineConfig {
     pub fn state_dir(&self, id: &str) -> PathBuf {
         self.exec_root.join("containers").join(id)
     }
-    fn runtime_root(&self) -> PathBuf {
+    pub(crate) fn runtime_root(&self) -> PathBuf {
         self.exec_root.join("runtime")
     }
 }
@@ -170,7 +170,7 @@ impl Engine {
         })
     }
 
-    fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(id.to_string()).or_default().clone()
     }
@@ -294,7 +294,7 @@ impl Engine {
         Ok(record)
     }
 
-    fn save(&self, c: &Container) -> Result<()> {
+    pub(crate) fn save(&self, c: &Container) -> Result<()> {
         self.store.update(&c.id, c)?;
         self.notify();
         Ok(())
@@ -521,6 +521,15 @@ impl Engine {
             )));
         }
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
+    }
+
+    /// For the container operations in [`crate::ops`].
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn image_service(&self) -> &Arc<dyn ImageService> {
+        &self.images
     }
 
     pub(crate) fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {

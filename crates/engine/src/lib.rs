@@ -13,6 +13,7 @@ pub mod exec;
 pub mod images;
 pub mod local_images;
 pub mod names;
+pub mod ops;
 pub mod shim_client;
 pub mod spec;
 pub mod store;

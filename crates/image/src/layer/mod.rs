@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-pub use diff::{changes, export, write_diff, Change, ChangeKind};
+pub use diff::{archive_entry, changes, export, write_diff, Change, ChangeKind};
 pub use stream::Compression;
 pub use unpack::unpack_layer;
 
