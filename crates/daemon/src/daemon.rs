@@ -122,6 +122,9 @@ impl Backend for DaemonBackend {
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
                 (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
+                ("POST", "commit") if rest.is_empty() => {
+                    berth_api::container_ops::commit(&self.engine, &self.images, &req).await
+                }
                 (_, "images") => {
                     berth_api::images::handle(&self.engine, &self.images, &req, rest).await
                 }
