@@ -205,7 +205,9 @@ async fn export(e: Arc<Engine>, id: String) -> Result<Response, ApiError> {
 fn archive_path(req: &Request) -> Result<String, ApiError> {
     match req.query.get("path") {
         Some(p) if !p.is_empty() => Ok(p.clone()),
-        _ => Err(ApiError::bad_request("Bad parameter: 'path' cannot be empty")),
+        _ => Err(ApiError::bad_request(
+            "Bad parameter: 'path' cannot be empty",
+        )),
     }
 }
 

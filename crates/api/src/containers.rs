@@ -139,12 +139,18 @@ pub async fn handle(
         ("GET", [id, "logs"]) => logs(engine, req, id).await,
         ("POST", [id, "attach"]) => attach(engine, req, id).await,
         ("POST", [id, "exec"]) => crate::exec::create(engine, req, id).await,
-        (_, [_, "pause" | "unpause" | "rename" | "update" | "top" | "stats" | "changes" | "export" | "archive"]) => {
-            match crate::container_ops::handle(engine, req, parts).await {
-                Some(r) => r,
-                None => Err(ApiError::not_found(format!("page not found: {} /containers/{}", m, parts.join("/")))),
-            }
-        }
+        (
+            _,
+            [_, "pause" | "unpause" | "rename" | "update" | "top" | "stats" | "changes" | "export"
+            | "archive"],
+        ) => match crate::container_ops::handle(engine, req, parts).await {
+            Some(r) => r,
+            None => Err(ApiError::not_found(format!(
+                "page not found: {} /containers/{}",
+                m,
+                parts.join("/")
+            ))),
+        },
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /containers/{}",
             m,

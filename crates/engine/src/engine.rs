@@ -658,6 +658,9 @@ impl Engine {
             )));
         }
         ShimClient::new(&c.id, &self.config.state_dir(&c.id)).kill(signal, false)?;
+        if signal == libc::SIGKILL {
+            self.thaw_after_signal(&c);
+        }
         Ok(())
     }
 
@@ -703,6 +706,7 @@ impl Engine {
             .unwrap_or(libc::SIGTERM);
         let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
         let _ = client.kill(signal, false);
+        self.thaw_after_signal(&c);
         if secs >= 0 {
             let after = self.wait_stopped(
                 &c.id,
@@ -784,6 +788,7 @@ impl Engine {
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
             let _ = client.kill(libc::SIGKILL, true);
+            self.thaw_after_signal(&c);
             self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
         }
         let lock = self.lock_for(&c.id);

@@ -125,8 +125,9 @@ fn stat_in(root: &Path, path: &str, container: &str) -> Result<(Resolved, Split,
     let dir = proc_fd_path(&parent.fd);
     let (meta, name) = match &split.name {
         Some(n) => (std::fs::symlink_metadata(dir.join(n)), n.clone()),
+        // The directory itself, through its descriptor's magic link (followed).
         None => (
-            std::fs::symlink_metadata(&dir),
+            std::fs::metadata(&dir),
             parent
                 .inner
                 .file_name()

@@ -16,9 +16,7 @@ const INIT_PATHS: &[&str] = &[
     "/etc/resolv.conf",
     "/etc/mtab",
     "/.dockerenv",
-    "/dev/console",
-    "/dev/pts",
-    "/dev/shm",
+    "/dev",
     "/proc",
     "/sys",
 ];
@@ -27,7 +25,7 @@ fn under(path: &str, dir: &str) -> bool {
     path == dir || (path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
-/// Drops the init layer's paths, and the directories reported modified only because
+/// Drops the init layer's paths (all of /dev: the runtime mounts a tmpfs there), and the directories reported modified only because
 /// one of those was made in them.
 pub fn without_init_paths(changes: Vec<Change>) -> Vec<Change> {
     let (hidden, kept): (Vec<Change>, Vec<Change>) = changes

@@ -44,4 +44,12 @@ impl Engine {
         c.state.status = if frozen { "paused" } else { "running" }.into();
         self.save(&c)
     }
+
+    /// A frozen process takes no signal: after signalling a paused container (kill,
+    /// stop, remove -f), thaw it so the signal lands, as dockerd does.
+    pub(crate) fn thaw_after_signal(&self, c: &Container) {
+        if c.state.paused {
+            let _ = pause(&self.runtime_global(), &c.id, false);
+        }
+    }
 }
