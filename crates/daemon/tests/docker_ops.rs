@@ -53,6 +53,8 @@ fn pause_and_unpause() {
         ps.starts_with("pp Up ") && ps.trim_end().ends_with("(Paused)"),
         "{ps}"
     );
+    let (code, body) = d.api("POST", "/containers/pp/exec", Some("{\"Cmd\": [\"true\"]}"));
+    assert_eq!(code, 409, "{body}");
     let exec = d.docker(&["exec", "pp", "true"]);
     assert!(!exec.status.success());
     assert!(stderr(&exec).contains("is paused"), "{}", stderr(&exec));
@@ -290,6 +292,20 @@ fn stats_no_stream() {
     );
     assert_eq!(v["pids_stats"]["current"], 1, "{body}");
     assert_eq!(v["name"], "/ss", "{body}");
+    // Streamed: one reading a second, each over the one before.
+    let streamed = Command::new("curl")
+        .args(["-s", "--max-time", "2.5", "--unix-socket"])
+        .arg(&d.socket)
+        .arg("http://berth/containers/ss/stats")
+        .output()
+        .expect("curl");
+    let lines: Vec<serde_json::Value> = text(&streamed)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.len() >= 2, "{}", text(&streamed));
+    assert_eq!(lines[1]["precpu_stats"], lines[0]["cpu_stats"]);
+    assert_eq!(lines[1]["preread"], lines[0]["read"]);
     let (code, _) = d.api("GET", "/containers/nope/stats?stream=false", None);
     assert_eq!(code, 404);
 }
@@ -520,46 +536,76 @@ fn cp_stays_inside_the_container() {
         "{passwd}"
     );
 
-    // An archive whose entries climb out with `..` or through a symlink is refused or
-    // kept inside.
+    // Archives whose entries climb out with `..`, or through a symlink they bring
+    // along, are refused and leave the host untouched.
+    let put = |tarball: &Path| -> String {
+        let curl = Command::new("curl")
+            .args(["-s", "-w", " %{http_code}", "-X", "PUT", "--unix-socket"])
+            .arg(&d.socket)
+            .arg("--data-binary")
+            .arg(format!("@{}", tarball.display()))
+            .arg("http://berth/containers/cc/archive?path=/tmp/drop")
+            .output()
+            .expect("curl");
+        text(&curl)
+    };
     let evil = d.dir.join("evil");
     fs::create_dir_all(&evil).expect("mkdir");
-    let tarball = d.dir.join("evil.tar");
     fs::write(evil.join("x"), "x\n").expect("write");
+    std::os::unix::fs::symlink("/", evil.join("l")).expect("symlink");
+    let dotdot = d.dir.join("dotdot.tar");
     let st = Command::new("tar")
         .arg("-C")
         .arg(&evil)
         .arg("-cf")
-        .arg(&tarball)
+        .arg(&dotdot)
         .arg("--transform")
         .arg(format!("s,^x$,../../../../{unique},"))
         .arg("x")
         .status()
         .expect("tar");
     assert!(st.success());
-    let curl = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--unix-socket",
-        ])
-        .arg(&d.socket)
-        .arg("--data-binary")
-        .arg(format!("@{}", tarball.display()))
-        .arg("http://berth/containers/c/archive?path=/tmp/drop")
-        .output()
-        .expect("curl");
-    let code = text(&curl);
+    let answer = put(&dotdot);
+    assert!(
+        answer.ends_with(" 400") && answer.contains("escapes"),
+        "{answer}"
+    );
     assert!(
         !Path::new("/").join(&unique).exists(),
-        "an archive wrote onto the host ({code})"
+        "an archive wrote onto the host"
     );
-    assert!(!d.dir.join(&unique).exists() || d.dir.join(&unique) == host_file);
+
+    let through_link = d.dir.join("link.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&evil)
+        .arg("-cf")
+        .arg(&through_link)
+        .arg("l")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&evil)
+        .arg("-rf")
+        .arg(&through_link)
+        .arg("--transform")
+        .arg(format!("s,^x$,l/{unique},"))
+        .arg("x")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let answer = put(&through_link);
+    assert!(
+        !Path::new("/").join(&unique).exists(),
+        "an archive wrote onto the host: {answer}"
+    );
+    let inside = d.docker(&["exec", "cc", "test", "-e", &format!("/{unique}")]);
+    assert!(
+        !inside.status.success(),
+        "written through the link: {answer}"
+    );
 }
 
 #[test]

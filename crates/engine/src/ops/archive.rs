@@ -233,7 +233,8 @@ impl Engine {
                     "extraction point is not a directory".into(),
                 ));
             }
-            let mut opts = berth_image::layer::UnpackOptions::new(&c.id, "docker cp");
+            let mut opts =
+                berth_image::layer::UnpackOptions::new(format!("container {key}"), "upload");
             opts.preserve_ownership = copy_uid_gid;
             berth_image::layer::unpack_layer(body, &proc_fd_path(&target.fd), &opts)
                 .map(drop)
