@@ -280,10 +280,11 @@ async fn archive_get(e: Arc<Engine>, req: &Request, id: String) -> Result<Respon
 async fn archive_put(e: Arc<Engine>, req: &Request, id: String) -> Result<Response, ApiError> {
     let path = archive_path(req)?;
     let copy_uid_gid = req.query_bool("copyUIDGID");
+    let no_overwrite = req.query_bool("noOverwriteDirNonDir");
     let upload = req
         .take_upload()
         .ok_or_else(|| ApiError::bad_request("the archive must be the request body"))?;
-    blocking(move || e.archive_put(&id, &path, upload, copy_uid_gid)).await?;
+    blocking(move || e.archive_put(&id, &path, upload, copy_uid_gid, no_overwrite)).await?;
     Ok(Response::Empty(200))
 }
 

@@ -413,6 +413,28 @@ fn cp_both_ways() {
         "0\n"
     );
 
+    // A file does not replace a directory (noOverwriteDirNonDir), nor the other way.
+    fs::create_dir_all(host.join("clash")).expect("mkdir");
+    fs::write(host.join("clash/tree"), "a file\n").expect("write");
+    let o = d.docker(&["cp", &h("clash/tree"), "cc:/tmp/"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot overwrite directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        d.ok(&["exec", "cc", "cat", "/tmp/tree/sub/deep.txt"]),
+        "deep\n"
+    );
+    // An uploaded `.wh.` name is a file, not an overlay whiteout.
+    fs::write(host.join(".wh.file.txt"), "plain\n").expect("write");
+    d.ok(&["cp", &h(".wh.file.txt"), "cc:/tmp/"]);
+    assert_eq!(
+        d.ok(&["exec", "cc", "cat", "/tmp/.wh.file.txt", "/tmp/file.txt"]),
+        "plain\nfrom the host\n"
+    );
+
     // Container to host: a file, a directory, a directory's contents.
     d.ok(&[
         "exec",

@@ -201,12 +201,15 @@ impl Engine {
     /// `PUT /containers/{id}/archive`: unpacks the tar read from `body` into the
     /// directory at `path`. `copy_uid_gid` keeps the archive's owners; otherwise
     /// everything belongs to the container's root, as dockerd does.
+    /// `no_overwrite_dir_non_dir` refuses to replace a directory by a file or the
+    /// other way round. Names starting `.wh.` are plain files here, not whiteouts.
     pub fn archive_put(
         &self,
         key: &str,
         path: &str,
         body: impl Read + 'static,
         copy_uid_gid: bool,
+        no_overwrite_dir_non_dir: bool,
     ) -> Result<()> {
         self.with_rootfs(key, |c, rootfs| {
             if c.host_config.readonly_rootfs {
@@ -236,9 +239,14 @@ impl Engine {
             let mut opts =
                 berth_image::layer::UnpackOptions::new(format!("container {key}"), "upload");
             opts.preserve_ownership = copy_uid_gid;
+            opts.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir;
+            opts.whiteouts = false;
             berth_image::layer::unpack_layer(body, &proc_fd_path(&target.fd), &opts)
                 .map(drop)
-                .map_err(|e| EngineError::Invalid(format!("copying into {path}: {e}")))
+                .map_err(|e| match e {
+                    berth_image::ImageError::Other(m) => EngineError::Invalid(m),
+                    e => EngineError::Invalid(format!("copying into {path}: {e}")),
+                })
         })
     }
 }
