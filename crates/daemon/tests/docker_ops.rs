@@ -78,12 +78,18 @@ fn pause_and_unpause() {
     // A paused container stops and is killed: the signal lands once it is thawed.
     d.ok(&["pause", "pp"]);
     d.ok(&["stop", "-t", "1", "pp"]);
-    assert_eq!(inspect(&d, "pp", "{{.State.Status}} {{.State.Paused}}"), "exited false");
+    assert_eq!(
+        inspect(&d, "pp", "{{.State.Status}} {{.State.Paused}}"),
+        "exited false"
+    );
     d.ok(&["start", "pp"]);
     d.ok(&["pause", "pp"]);
     d.ok(&["kill", "pp"]);
     d.ok(&["wait", "pp"]);
-    assert_eq!(inspect(&d, "pp", "{{.State.Status}} {{.State.Paused}}"), "exited false");
+    assert_eq!(
+        inspect(&d, "pp", "{{.State.Status}} {{.State.Paused}}"),
+        "exited false"
+    );
     let (code, _) = d.api("POST", "/containers/pp/pause", None);
     assert_eq!(code, 409);
     d.ok(&["start", "pp"]);
