@@ -505,6 +505,34 @@ fn cp_both_ways() {
         .expect("curl");
     assert_eq!(text(&head), "404");
 
+    // Uploads need a directory to land in, and a writable rootfs.
+    let put = |container: &str, path: &str| -> String {
+        let curl = Command::new("curl")
+            .args(["-s", "-w", " %{http_code}", "-X", "PUT", "--unix-socket"])
+            .arg(&d.socket)
+            .arg("--data-binary")
+            .arg(format!("@{}", harness::busybox_tar(&d.dir).display()))
+            .arg(format!(
+                "http://berth/containers/{container}/archive?path={path}"
+            ))
+            .output()
+            .expect("curl");
+        text(&curl)
+    };
+    let answer = put("cc", "/tmp/file.txt");
+    assert!(
+        answer.contains("extraction point is not a directory") && answer.ends_with(" 400"),
+        "{answer}"
+    );
+    let answer = put("cc", "/no/where");
+    assert!(answer.ends_with(" 404"), "{answer}");
+    d.ok(&["create", "--name", "ro", "--read-only", "busybox", "true"]);
+    let answer = put("ro", "/tmp");
+    assert!(
+        answer.contains("read-only") && answer.ends_with(" 400"),
+        "{answer}"
+    );
+
     // A stopped container, both ways.
     d.ok(&["stop", "-t", "0", "cc"]);
     d.ok(&["cp", &h("file.txt"), "cc:/etc/added.txt"]);

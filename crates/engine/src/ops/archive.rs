@@ -213,7 +213,7 @@ impl Engine {
     ) -> Result<()> {
         self.with_rootfs(key, |c, rootfs| {
             if c.host_config.readonly_rootfs {
-                return Err(EngineError::Conflict(
+                return Err(EngineError::Invalid(
                     "container rootfs is marked read-only".into(),
                 ));
             }
