@@ -472,6 +472,11 @@ fn cp_both_ways() {
         fs::read_to_string(host.join("out/a/1")).unwrap_or_default(),
         "one\n"
     );
+    d.ok(&["cp", "cc:/data/", &h("slash")]);
+    assert_eq!(
+        fs::read_to_string(host.join("slash/a/1")).unwrap_or_default(),
+        "one\n"
+    );
     fs::create_dir_all(host.join("contents")).expect("mkdir");
     d.ok(&["cp", "cc:/data/.", &h("contents")]);
     assert_eq!(

@@ -61,8 +61,8 @@ pub fn go_file_mode(st_mode: u32) -> u32 {
 }
 
 /// How a request path names its object: the directory it is in, the entry's name
-/// there, and the name its tar entries carry. A path ending in `/.` (or `/`) names the
-/// directory itself, archived as `.` so that the CLI copies its contents.
+/// there, and the name its tar entries carry. A path ending in `/.` (and the root)
+/// names the directory itself, archived as `.` so that the CLI copies its contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
     pub parent: PathBuf,
@@ -77,7 +77,8 @@ pub fn split_path(path: &str) -> Split {
         format!("/{path}")
     };
     let clean = berth_runtime::rootfs::safe_path::clean_inner(Path::new(&abs));
-    let dot = abs.ends_with("/.") || abs.ends_with('/');
+    // Only `/.` names the directory's contents; a trailing `/` is the directory.
+    let dot = abs.ends_with("/.");
     match (dot, clean.file_name()) {
         (false, Some(name)) => Split {
             parent: clean
@@ -265,6 +266,9 @@ mod tests {
         assert_eq!(s.parent, PathBuf::from("/tmp/d"));
         assert_eq!(s.name, None);
         assert_eq!(s.as_name, ".");
+        let s = split_path("/tmp/d/");
+        assert_eq!(s.name.as_deref(), Some("d"));
+        assert_eq!(s.as_name, "d");
         let s = split_path("../../etc/passwd");
         assert_eq!(s.parent, PathBuf::from("/etc"));
         assert_eq!(split_path("/").name, None);
