@@ -183,9 +183,35 @@ fn update_writes_the_live_cgroup() {
         ),
         "67108864 134217728 512 50 on-failure:3"
     );
+    d.ok(&["update", "--cpus", "0.5", "--cpuset-cpus", "0", "uu"]);
+    let cpu = cgroup_dir(&d, "cpu", id);
+    assert_eq!(
+        fs::read_to_string(cpu.join("cpu.cfs_quota_us"))
+            .unwrap_or_default()
+            .trim(),
+        "50000"
+    );
+    assert_eq!(
+        fs::read_to_string(cgroup_dir(&d, "cpuset", id).join("cpuset.cpus"))
+            .unwrap_or_default()
+            .trim(),
+        "0"
+    );
+    // Memory untouched by a CPU update.
+    assert_eq!(
+        fs::read_to_string(mem.join("memory.limit_in_bytes"))
+            .unwrap_or_default()
+            .trim(),
+        "67108864"
+    );
     // The process sees its own limit too.
-    let seen = d.ok(&["exec", "uu", "cat", "/proc/self/cgroup"]);
-    assert!(seen.contains("memory:"), "{seen}");
+    let seen = d.ok(&[
+        "exec",
+        "uu",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert_eq!(seen, "67108864\n");
 
     // A larger limit than the swap already set, without a new swap: Docker's refusal.
     let o = d.docker(&["update", "-m", "256m", "uu"]);
