@@ -503,6 +503,13 @@ fn cp_both_ways() {
         fs::read_to_string(host.join("slash/a/1")).unwrap_or_default(),
         "one\n"
     );
+    // Through a symlink to the directory, with a trailing slash.
+    d.ok(&["exec", "cc", "ln", "-s", "/data", "/datalink"]);
+    d.ok(&["cp", "cc:/datalink/", &h("vialink")]);
+    assert_eq!(
+        fs::read_to_string(host.join("vialink/a/1")).unwrap_or_default(),
+        "one\n"
+    );
     fs::create_dir_all(host.join("contents")).expect("mkdir");
     d.ok(&["cp", "cc:/data/.", &h("contents")]);
     assert_eq!(

@@ -121,7 +121,19 @@ fn resolve_parent(root: &Path, split: &Split, shown: &str, container: &str) -> R
 }
 
 fn stat_in(root: &Path, path: &str, container: &str) -> Result<(Resolved, Split, PathStat)> {
-    let split = split_path(path);
+    let mut split = split_path(path);
+    // A trailing `/` follows a symlink in the last component (as a kernel lookup
+    // would); the entries keep the name the user gave.
+    if path.ends_with('/') && split.name.is_some() {
+        let full = split.parent.join(split.name.as_deref().unwrap_or(""));
+        if let Ok(r) = resolve_in_root(root, &full, Create::Nothing) {
+            let as_name = split.as_name.clone();
+            split = split_path(&r.inner.display().to_string());
+            if split.name.is_some() {
+                split.as_name = as_name;
+            }
+        }
+    }
     let parent = resolve_parent(root, &split, path, container)?;
     let dir = proc_fd_path(&parent.fd);
     let (meta, name) = match &split.name {
