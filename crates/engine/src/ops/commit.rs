@@ -251,6 +251,10 @@ impl Engine {
                 parallel: 1,
             })
             .map_err(image_error)?;
+        // Remember the parent (`docker rmi` of an untagged parent is then refused).
+        let mut with_parent = record.clone();
+        with_parent.parent = Some(parent_record.id.clone());
+        let record = images.store().add(with_parent).map_err(image_error)?;
         drop(lease);
         Ok(record.id.to_string())
     }
