@@ -101,7 +101,7 @@ fn labels(images: &Images, r: &ImageRecord) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-fn summary(images: &Images, r: &ImageRecord) -> Value {
+pub(crate) fn summary(images: &Images, r: &ImageRecord) -> Value {
     json!({
         "Id": r.id.to_string(),
         "ParentId": r.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),

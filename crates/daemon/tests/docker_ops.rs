@@ -23,6 +23,16 @@ fn cgroup_dir(d: &Daemon, controller: &str, id: &str) -> PathBuf {
         .join(id)
 }
 
+/// `--until` for `docker events`: a second from now, in seconds since the epoch.
+fn until_now() -> String {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        + 1)
+    .to_string()
+}
+
 fn busybox_daemon() -> Daemon {
     let d = Daemon::start();
     d.import_busybox("busybox:latest");
@@ -75,6 +85,22 @@ fn pause_and_unpause() {
     let (code, _) = d.api("POST", "/containers/pp/unpause", None);
     assert_eq!(code, 409);
 
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "1",
+        "--until",
+        &until_now(),
+        "--filter",
+        "container=pp",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = events.lines().collect();
+    let pause_at = actions.iter().position(|a| *a == "pause");
+    let unpause_at = actions.iter().position(|a| *a == "unpause");
+    assert!(pause_at.is_some() && pause_at < unpause_at, "{events}");
+
     // A paused container stops and is killed: the signal lands once it is thawed.
     d.ok(&["pause", "pp"]);
     d.ok(&["stop", "-t", "1", "pp"]);
@@ -110,6 +136,18 @@ fn rename() {
     d.ok(&["rename", "first", "second"]);
     assert_eq!(inspect(&d, "second", "{{.Name}}"), "/second");
     assert!(!d.docker(&["inspect", "first"]).status.success());
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "1",
+        "--until",
+        &until_now(),
+        "--filter",
+        "event=rename",
+        "--format",
+        "{{.Actor.Attributes.oldName}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(events, "/first second\n");
     let names = d.ok(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(
         names.contains("second") && !names.contains("first"),

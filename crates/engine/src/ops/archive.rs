@@ -191,8 +191,9 @@ impl Engine {
         path: &str,
         start: impl FnOnce(&PathStat) -> W,
     ) -> Result<W> {
-        self.with_rootfs(key, |_, rootfs| {
+        self.with_rootfs(key, |c, rootfs| {
             let (parent, split, stat) = stat_in(Path::new(&rootfs.merged_dir), path, key)?;
+            self.container_event(c, "archive-path", &[]);
             let out = start(&stat);
             let dir = proc_fd_path(&parent.fd);
             let result = match &split.name {
@@ -254,6 +255,7 @@ impl Engine {
             opts.preserve_ownership = copy_uid_gid;
             opts.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir;
             opts.whiteouts = false;
+            self.container_event(c, "extract-to-dir", &[]);
             berth_image::layer::unpack_layer(body, &proc_fd_path(&target.fd), &opts)
                 .map(drop)
                 .map_err(|e| match e {

@@ -237,6 +237,10 @@ impl Engine {
         };
         let (manifest_digest, _) = images.put_json(&manifest).map_err(image_error)?;
         lease.protect(&manifest_digest);
+        let image_ref = reference
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         let name = reference
             .as_ref()
             .map_or_else(|| format!("commit of {}", c.short_id()), |r| r.to_string());
@@ -256,6 +260,15 @@ impl Engine {
         with_parent.parent = Some(parent_record.id.clone());
         let record = images.store().add(with_parent).map_err(image_error)?;
         drop(lease);
+        self.container_event(
+            c,
+            "commit",
+            &[
+                ("comment", opts.comment.clone()),
+                ("imageID", record.id.to_string()),
+                ("imageRef", image_ref),
+            ],
+        );
         Ok(record.id.to_string())
     }
 }

@@ -10,7 +10,8 @@ use crate::engine::{Engine, EngineError, Result};
 impl Engine {
     /// Writes the tar into `out`.
     pub fn export<W: Write>(&self, key: &str, out: W) -> Result<W> {
-        self.with_rootfs(key, |_, rootfs| {
+        self.with_rootfs(key, |c, rootfs| {
+            self.container_event(c, "export", &[]);
             berth_image::layer::export(Path::new(&rootfs.merged_dir), out)
                 .map_err(|e| EngineError::Internal(format!("exporting the rootfs: {e}")))
         })

@@ -42,7 +42,9 @@ impl Engine {
         })?;
         c.state.paused = frozen;
         c.state.status = if frozen { "paused" } else { "running" }.into();
-        self.save(&c)
+        self.save(&c)?;
+        self.container_event(&c, if frozen { "pause" } else { "unpause" }, &[]);
+        Ok(())
     }
 
     /// A frozen process takes no signal: after signalling a paused container (kill,

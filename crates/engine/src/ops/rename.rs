@@ -34,6 +34,7 @@ impl Engine {
             let _ = self.store().rename(&id, &old_name);
             return Err(e);
         }
+        self.container_event(&c, "rename", &[("oldName", format!("/{old_name}"))]);
         Ok(())
     }
 }

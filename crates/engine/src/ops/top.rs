@@ -77,7 +77,9 @@ impl Engine {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)
+        let top = parse_ps(&String::from_utf8_lossy(&out.stdout), &pids)?;
+        self.container_event(&c, "top", &[]);
+        Ok(top)
     }
 }
 

@@ -146,6 +146,7 @@ impl Engine {
         }
         c.host_config = merged;
         self.save(&c)?;
+        self.container_event(&c, "update", &[]);
         Ok(Vec::new())
     }
 }
