@@ -194,6 +194,18 @@ pub async fn handle(
             blocking(move || e.resize(&id, h, w)).await?;
             Ok(Response::Empty(200))
         }
+        (
+            _,
+            [_, "pause" | "unpause" | "rename" | "update" | "top" | "stats" | "changes" | "export"
+            | "archive"],
+        ) => match crate::container_ops::handle(engine, req, parts).await {
+            Some(r) => r,
+            None => Err(ApiError::not_found(format!(
+                "page not found: {} /containers/{}",
+                m,
+                parts.join("/")
+            ))),
+        },
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /containers/{}",
             m,
