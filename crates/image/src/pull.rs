@@ -1,0 +1,364 @@
+//! `docker pull`: reference → manifest (an index picks the platform's manifest) →
+//! config → layers downloaded into the content store (verified by size and digest,
+//! at most `max_concurrent_downloads` at once) and unpacked into snapshots as each
+//! arrives → the image registered with its tag and `repo@sha256:…` digest.
+//!
+//! Progress is reported as Docker's JSON lines ([`Message`]); what is already here
+//! (blobs in the content store, layers unpacked) is not fetched again.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::content::FetchOutcome;
+use crate::digest::Digest;
+use crate::error::{ImageError, Result};
+use crate::layer::{self, UnpackOptions};
+use crate::model::{
+    chain_ids, media_type, select_manifest, Descriptor, ImageConfig, Index, Manifest, Platform,
+};
+use crate::reference::Reference;
+use crate::registry::progress::{Message, Progress};
+use crate::registry::{Phase, Registry, RegistryClient};
+use crate::service::{Images, Registration, MAX_METADATA_BLOB};
+use crate::store::ImageRecord;
+
+/// Docker's default `max-concurrent-downloads`.
+pub const DEFAULT_CONCURRENT_DOWNLOADS: usize = 3;
+
+/// Progress bars are redrawn at most this often per layer (Docker: 100 ms).
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What `docker pull` takes besides the reference.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// `--platform`, else the host's.
+    pub platform: Option<Platform>,
+    pub max_concurrent_downloads: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platform: None,
+            max_concurrent_downloads: DEFAULT_CONCURRENT_DOWNLOADS,
+        }
+    }
+}
+
+/// How a pull ended.
+#[derive(Debug, Clone)]
+pub struct PullResult {
+    pub image: ImageRecord,
+    /// The digest the reference resolved to (an index's when the tag names one).
+    pub digest: Digest,
+    /// False when the tag already named this image ("Image is up to date").
+    pub downloaded: bool,
+}
+
+/// One layer of the pull and where it stands.
+struct LayerJob {
+    index: usize,
+    blob: Descriptor,
+    diff_id: Digest,
+    chain_id: Digest,
+}
+
+impl Images {
+    /// Pulls `reference` (`busybox`, `127.0.0.1:5000/app:1`, `app@sha256:…`).
+    pub fn pull(
+        &self,
+        client: &RegistryClient,
+        reference: &str,
+        options: &PullOptions,
+        progress: Progress<'_>,
+    ) -> Result<PullResult> {
+        let reference = Reference::parse(reference)?;
+        let image = reference.to_string();
+        let registry = client.registry(reference.domain());
+        let repo = reference.path().to_string();
+        let mut lease = self.lease();
+
+        let top = registry.get_manifest(&repo, &reference.manifest_reference())?;
+        let repo_digest = top.digest.clone();
+        let mut manifests = vec![top.digest.clone()];
+        self.content().write_blob(&top.bytes)?;
+        lease.protect(&top.digest);
+        let (manifest_bytes, manifest_digest) = if media_type::is_index(&top.media_type) {
+            let index: Index = serde_json::from_slice(&top.bytes)
+                .map_err(|e| ImageError::invalid(format!("manifest list of {image}"), e))?;
+            let chosen = select_manifest(&index, options.platform.as_ref(), &image)?;
+            let fetched = registry.get_manifest(&repo, &chosen.digest.to_string())?;
+            if !media_type::is_manifest(&fetched.media_type) {
+                return Err(ImageError::UnsupportedMediaType {
+                    media_type: fetched.media_type,
+                    context: format!("the platform manifest of {image}"),
+                });
+            }
+            self.content().write_blob(&fetched.bytes)?;
+            lease.protect(&fetched.digest);
+            manifests.push(fetched.digest.clone());
+            (fetched.bytes, fetched.digest)
+        } else if media_type::is_manifest(&top.media_type) {
+            (top.bytes, top.digest)
+        } else {
+            return Err(ImageError::UnsupportedMediaType {
+                media_type: top.media_type,
+                context: format!("manifest of {image}"),
+            });
+        };
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+            ImageError::invalid(format!("manifest {manifest_digest} of {image}"), e)
+        })?;
+
+        let shown = match (reference.tag(), reference.digest()) {
+            (_, Some(d)) => d.to_string(),
+            (Some(t), None) => t.to_string(),
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        };
+        progress(Message::with_id(
+            format!("Pulling from {}", reference.path()),
+            shown,
+        ));
+
+        // The config first: it gives the diff IDs the layers must unpack to.
+        let config_desc = &manifest.config;
+        if config_desc.size > MAX_METADATA_BLOB {
+            return Err(ImageError::invalid(
+                format!("config {} of {image}", config_desc.digest),
+                format!("{} bytes is too large", config_desc.size),
+            ));
+        }
+        lease.protect(&config_desc.digest);
+        self.fetch_blob_once(&registry, &repo, &image, config_desc, &mut |_, _| {})?;
+        let config = self.config(&config_desc.digest)?;
+        check_config(&image, &config, &manifest)?;
+
+        let tags: Vec<String> = match reference.tag() {
+            Some(_) if reference.digest().is_none() => vec![reference.to_string()],
+            _ => Vec::new(),
+        };
+        let repo_digests = vec![reference.repository().with_digest(&repo_digest).to_string()];
+        let up_to_date = self.store().get(&config_desc.digest).is_some_and(|r| {
+            tags.iter().all(|t| r.repo_tags.contains(t))
+                && repo_digests.iter().all(|d| r.repo_digests.contains(d))
+        });
+
+        let chains = chain_ids(&config.rootfs.diff_ids);
+        let mut jobs = VecDeque::new();
+        for (index, ((blob, diff_id), chain_id)) in manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .zip(&chains)
+            .enumerate()
+        {
+            lease.protect(&blob.digest);
+            lease.protect(chain_id);
+            let id = blob.digest.short().to_string();
+            if self.snapshots().has_layer(chain_id) {
+                progress(Message::layer(&id, &Phase::AlreadyExists));
+                continue;
+            }
+            progress(Message::layer(&id, &Phase::PullingFsLayer));
+            jobs.push_back(LayerJob {
+                index,
+                blob: blob.clone(),
+                diff_id: diff_id.clone(),
+                chain_id: chain_id.clone(),
+            });
+        }
+        let workers = options
+            .max_concurrent_downloads
+            .clamp(1, 64)
+            .min(jobs.len());
+        for job in jobs.iter().skip(workers) {
+            progress(Message::layer(job.blob.digest.short(), &Phase::Waiting));
+        }
+        let queue = Mutex::new(jobs);
+        let failure: Mutex<Option<ImageError>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    if lock(&failure).is_some() {
+                        return;
+                    }
+                    let Some(job) = lock(&queue).pop_front() else {
+                        return;
+                    };
+                    if let Err(e) = self.pull_layer(&registry, &repo, &image, &job, progress) {
+                        lock(&failure).get_or_insert(e);
+                        return;
+                    }
+                });
+            }
+        });
+        if let Some(e) = lock(&failure).take() {
+            return Err(e);
+        }
+
+        let record = self.register(&Registration {
+            image: &image,
+            config_digest: &config_desc.digest,
+            layers: &manifest.layers,
+            manifest: Some(&manifest_digest),
+            repo_tags: tags,
+            repo_digests,
+            parallel: options.max_concurrent_downloads.max(1),
+        })?;
+        // The index is kept too (save writes it; GC must not take it).
+        let record = if manifests.len() > 1 {
+            let mut with_index = ImageRecord::new(record.id.clone(), record.diff_ids.clone());
+            with_index.manifest_digests = manifests;
+            self.store().add(with_index)?
+        } else {
+            record
+        };
+        drop(lease);
+        progress(Message::status(format!("Digest: {repo_digest}")));
+        let familiar = reference.familiar();
+        progress(Message::status(if up_to_date {
+            format!("Status: Image is up to date for {familiar}")
+        } else {
+            format!("Status: Downloaded newer image for {familiar}")
+        }));
+        Ok(PullResult {
+            image: record,
+            digest: repo_digest,
+            downloaded: !up_to_date,
+        })
+    }
+
+    /// Makes the blob present in the content store, downloading it at most once
+    /// however many pulls want it at the same time.
+    fn fetch_blob_once(
+        &self,
+        registry: &Registry,
+        repo: &str,
+        image: &str,
+        blob: &Descriptor,
+        on_bytes: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<FetchOutcome> {
+        self.content()
+            .fetch_once(&blob.digest, Some(blob.size), image, |ingest| {
+                registry
+                    .fetch_blob(repo, &blob.digest, Some(blob.size), ingest, on_bytes)
+                    .map(|_| ())
+            })
+    }
+
+    /// Downloads one layer (unless its blob is here) and unpacks it into its snapshot.
+    fn pull_layer(
+        &self,
+        registry: &Registry,
+        repo: &str,
+        image: &str,
+        job: &LayerJob,
+        progress: Progress<'_>,
+    ) -> Result<()> {
+        let id = job.blob.digest.short().to_string();
+        let mut last = Instant::now() - PROGRESS_INTERVAL;
+        let mut on_bytes = |current: u64, total: Option<u64>| {
+            if last.elapsed() >= PROGRESS_INTERVAL || Some(current) == total {
+                last = Instant::now();
+                progress(Message::layer(&id, &Phase::Downloading { current, total }));
+            }
+        };
+        self.fetch_blob_once(registry, repo, image, &job.blob, &mut on_bytes)?;
+        progress(Message::layer(&id, &Phase::Verifying));
+        progress(Message::layer(&id, &Phase::DownloadComplete));
+
+        let file = self.content().open_blob(&job.blob.digest)?;
+        let total = job.blob.size;
+        let count = Arc::new(AtomicU64::new(0));
+        let reader = CountingReader {
+            inner: file,
+            count: count.clone(),
+        };
+        let mut opts =
+            UnpackOptions::new(image, format!("{} ({})", job.blob.digest, job.index + 1));
+        opts.media_type = Some(job.blob.media_type.clone());
+        opts.expected_diff_id = Some(job.diff_id.clone());
+        let prepared = self.snapshots().prepare_layer(&job.chain_id)?;
+        // The unpacker wants a 'static reader, so the bar is drawn from beside it.
+        let done = AtomicBool::new(false);
+        let unpacked = std::thread::scope(|scope| {
+            let reporter = scope.spawn(|| {
+                let mut shown = u64::MAX;
+                while !done.load(Ordering::Acquire) {
+                    let current = count.load(Ordering::Relaxed);
+                    if current != shown {
+                        shown = current;
+                        let phase = Phase::Extracting {
+                            current,
+                            total: Some(total),
+                        };
+                        progress(Message::layer(&id, &phase));
+                    }
+                    std::thread::park_timeout(PROGRESS_INTERVAL);
+                }
+            });
+            let result = layer::unpack_layer(
+                std::io::BufReader::with_capacity(256 << 10, reader),
+                &prepared.fs_dir(),
+                &opts,
+            );
+            done.store(true, Ordering::Release);
+            reporter.thread().unpark();
+            result
+        });
+        match unpacked {
+            Ok(_) => {
+                progress(Message::layer(
+                    &id,
+                    &Phase::Extracting {
+                        current: total,
+                        total: Some(total),
+                    },
+                ));
+                self.snapshots().commit_layer(prepared)?;
+            }
+            Err(e) => {
+                let _ = self.snapshots().abort_layer(prepared);
+                return Err(e);
+            }
+        }
+        progress(Message::layer(&id, &Phase::PullComplete));
+        Ok(())
+    }
+}
+
+/// The config must describe as many layers as the manifest lists.
+fn check_config(image: &str, config: &ImageConfig, manifest: &Manifest) -> Result<()> {
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(ImageError::invalid(
+            format!("image {image}"),
+            format!(
+                "the config lists {} layers but the manifest {}",
+                config.rootfs.diff_ids.len(),
+                manifest.layers.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Counts the bytes read through it, for the `Extracting` bar.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
