@@ -51,9 +51,12 @@ impl Images {
         let mut images: Vec<(ImageRecord, Vec<Reference>)> = Vec::new();
         for name in names {
             let record = self.store().resolve(name)?;
+            let hex = name.strip_prefix("sha256:").unwrap_or(name);
+            let by_id = !hex.is_empty() && record.id.hex().starts_with(hex);
             let tags: Vec<Reference> = match Reference::parse_named(name) {
+                _ if by_id => Vec::new(),
                 Ok(r) if r.tag().is_some() => vec![r],
-                Ok(r) if r.digest().is_none() && !record.id.hex().starts_with(name.as_str()) => {
+                Ok(r) if r.digest().is_none() => {
                     let prefix = format!("{}:", r.name());
                     record
                         .repo_tags

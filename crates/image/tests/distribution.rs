@@ -1,0 +1,556 @@
+//! Pull, push, save and load through the `Images` facade against a real Debian
+//! `docker-registry` on 127.0.0.1, each on fresh data-roots.
+
+use std::io::{Cursor, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_image::digest::Digest;
+use berth_image::model::{media_type, Platform};
+use berth_image::pull::PullOptions;
+use berth_image::push::PushOptions;
+use berth_image::registry::progress::Message;
+use berth_image::registry::{RegistryClient, RegistryConfig};
+use berth_image::{ImageError, Images, ImportOptions};
+
+struct RealRegistry {
+    child: Child,
+    address: String,
+    dir: tempfile::TempDir,
+}
+
+impl RealRegistry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+        let registry = RealRegistry {
+            child,
+            address,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(&registry.address) {
+                let _ = write!(
+                    stream,
+                    "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    registry.address
+                );
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    return registry;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(registry.dir.path().join("registry.log")).unwrap();
+        panic!("docker-registry did not come up: {log}");
+    }
+}
+
+impl Drop for RealRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> RegistryClient {
+    RegistryClient::new(RegistryConfig::new())
+}
+
+/// A small rootfs: two files in a directory, gzipped.
+fn rootfs(marker: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h, "etc/", std::io::empty()).unwrap();
+    for (name, data) in [
+        ("etc/marker", marker.as_bytes()),
+        ("etc/hostname", b"box\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Collects progress lines as Docker's JSON.
+#[derive(Default)]
+struct Lines(Mutex<Vec<serde_json::Value>>);
+
+impl Lines {
+    fn push(&self, m: Message) {
+        self.0.lock().unwrap().push(m.to_json());
+    }
+    fn statuses(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["status"].as_str().map(str::to_string))
+            .collect()
+    }
+    fn take(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn import(images: &Images, name: &str, marker: &str) -> berth_image::store::ImageRecord {
+    images
+        .import(
+            &mut Cursor::new(rootfs(marker)),
+            &ImportOptions {
+                reference: Some(name.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn push_then_pull_on_a_fresh_store_gives_the_same_image() {
+    let registry = RealRegistry::start();
+    let client = client();
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = Images::open(src_dir.path()).unwrap();
+    let name = format!("{}/busybox", registry.address);
+    let made = import(&src, &name, "one");
+
+    let lines = Lines::default();
+    let pushed = src
+        .push(&client, &name, None, &PushOptions::default(), &|m| {
+            lines.push(m)
+        })
+        .unwrap();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].tag, "latest");
+    let statuses = lines.statuses();
+    assert_eq!(
+        statuses[0],
+        format!("The push refers to repository [{name}]")
+    );
+    assert!(statuses.contains(&"Preparing".to_string()), "{statuses:?}");
+    assert!(statuses.contains(&"Pushed".to_string()), "{statuses:?}");
+    let digest_line = format!(
+        "latest: digest: {} size: {}",
+        pushed[0].digest, pushed[0].size
+    );
+    assert!(statuses.contains(&digest_line), "{statuses:?}");
+    // The pushed image now answers to its RepoDigest.
+    let repo_digest = format!("{name}@{}", pushed[0].digest);
+    assert_eq!(
+        src.resolve(&made.id.to_string())
+            .unwrap()
+            .familiar_repo_digests(),
+        vec![repo_digest.clone()]
+    );
+    lines.take();
+
+    // Pushing again sends nothing.
+    src.push(
+        &client,
+        &name,
+        Some("latest"),
+        &PushOptions::default(),
+        &|m| lines.push(m),
+    )
+    .unwrap();
+    assert!(lines
+        .statuses()
+        .contains(&"Layer already exists".to_string()));
+    lines.take();
+
+    let dst_dir = tempfile::tempdir().unwrap();
+    let dst = Images::open(dst_dir.path()).unwrap();
+    let started = Instant::now();
+    let pulled = dst
+        .pull(&client, &name, &PullOptions::default(), &|m| lines.push(m))
+        .unwrap();
+    eprintln!("pull of a one-layer image: {:?}", started.elapsed());
+    assert!(pulled.downloaded);
+    assert_eq!(pulled.image.id, made.id);
+    assert_eq!(pulled.image.diff_ids, made.diff_ids);
+    assert_eq!(pulled.digest, pushed[0].digest);
+    assert_eq!(pulled.image.familiar_repo_digests(), vec![repo_digest]);
+    assert_eq!(
+        pulled.image.familiar_repo_tags(),
+        vec![format!("{name}:latest")]
+    );
+    let layer = dst.snapshots().layer_dir(&pulled.image.chain_ids[0]);
+    assert_eq!(std::fs::read(layer.join("etc/marker")).unwrap(), b"one");
+
+    let all = lines.take();
+    assert_eq!(all[0]["status"], "Pulling from busybox");
+    assert_eq!(all[0]["id"], "latest");
+    let short = &made.layer_digests[0].hex()[..12];
+    let per_layer: Vec<&str> = all
+        .iter()
+        .filter(|v| v["id"] == short)
+        .filter_map(|v| v["status"].as_str())
+        .collect();
+    assert_eq!(per_layer.first(), Some(&"Pulling fs layer"));
+    assert_eq!(per_layer.last(), Some(&"Pull complete"));
+    for phase in [
+        "Downloading",
+        "Verifying Checksum",
+        "Download complete",
+        "Extracting",
+    ] {
+        assert!(per_layer.contains(&phase), "{phase} missing: {per_layer:?}");
+    }
+    let downloading = all.iter().find(|v| v["status"] == "Downloading").unwrap();
+    assert!(downloading["progressDetail"]["current"].as_u64().unwrap() > 0);
+    assert!(downloading["progressDetail"]["total"].as_u64().unwrap() > 0);
+    let n = all.len();
+    assert_eq!(
+        all[n - 2]["status"],
+        format!("Digest: {}", pushed[0].digest)
+    );
+    assert_eq!(
+        all[n - 1]["status"],
+        format!("Status: Downloaded newer image for {name}:latest")
+    );
+
+    // Again: nothing to fetch.
+    let again = dst
+        .pull(&client, &name, &PullOptions::default(), &|m| lines.push(m))
+        .unwrap();
+    assert!(!again.downloaded);
+    let statuses = lines.statuses();
+    assert!(
+        statuses.contains(&"Already exists".to_string()),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.last().unwrap(),
+        &format!("Status: Image is up to date for {name}:latest")
+    );
+
+    // By digest.
+    let by_digest = format!("{name}@{}", pushed[0].digest);
+    let third_dir = tempfile::tempdir().unwrap();
+    let third = Images::open(third_dir.path()).unwrap();
+    let r = third
+        .pull(&client, &by_digest, &PullOptions::default(), &|_| {})
+        .unwrap();
+    assert_eq!(r.image.id, made.id);
+    assert!(r.image.repo_tags.is_empty());
+}
+
+#[test]
+fn pull_of_a_manifest_list_picks_the_platform() {
+    let registry = RealRegistry::start();
+    let client = client();
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = Images::open(src_dir.path()).unwrap();
+    let amd = format!("{}/multi:amd64", registry.address);
+    let arm = format!("{}/multi:arm64", registry.address);
+    let amd_image = import(&src, &amd, "amd64");
+    let arm_image = src
+        .import(
+            &mut Cursor::new(rootfs("arm64")),
+            &ImportOptions {
+                reference: Some(arm.clone()),
+                platform: Some(Platform::parse("linux/arm64").unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let pushed_amd = src
+        .push(&client, &amd, None, &PushOptions::default(), &|_| {})
+        .unwrap();
+    let pushed_arm = src
+        .push(&client, &arm, None, &PushOptions::default(), &|_| {})
+        .unwrap();
+    let entry = |d: &Digest, size: u64, arch: &str| {
+        serde_json::json!({
+            "mediaType": media_type::OCI_MANIFEST,
+            "digest": d.to_string(),
+            "size": size,
+            "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": [
+            entry(&pushed_arm[0].digest, pushed_arm[0].size, "arm64"),
+            entry(&pushed_amd[0].digest, pushed_amd[0].size, "amd64"),
+        ],
+    }))
+    .unwrap();
+    let reg = client.registry(&registry.address);
+    let index_digest = reg
+        .put_manifest("multi", "latest", &index, media_type::OCI_INDEX)
+        .unwrap();
+    let name = format!("{}/multi", registry.address);
+
+    let dir = tempfile::tempdir().unwrap();
+    let dst = Images::open(dir.path()).unwrap();
+    let pulled = dst
+        .pull(&client, &name, &PullOptions::default(), &|_| {})
+        .unwrap();
+    assert_eq!(pulled.image.id, amd_image.id);
+    assert_eq!(pulled.digest, index_digest);
+    assert_eq!(
+        pulled.image.familiar_repo_digests(),
+        vec![format!("{name}@{index_digest}")]
+    );
+    let options = PullOptions {
+        platform: Some(Platform::parse("linux/arm64").unwrap()),
+        ..Default::default()
+    };
+    let pulled = dst.pull(&client, &name, &options, &|_| {}).unwrap();
+    assert_eq!(pulled.image.id, arm_image.id);
+
+    let options = PullOptions {
+        platform: Some(Platform::parse("linux/s390x").unwrap()),
+        ..Default::default()
+    };
+    match dst.pull(&client, &name, &options, &|_| {}) {
+        Err(ImageError::NoMatchingPlatform { .. }) => {}
+        other => panic!("expected NoMatchingPlatform, got {other:?}"),
+    }
+}
+
+#[test]
+fn pull_of_an_unknown_tag_is_manifest_unknown_and_stores_nothing() {
+    let registry = RealRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let name = format!("{}/nothing:here", registry.address);
+    let lines = Lines::default();
+    let err = images
+        .pull(&client(), &name, &PullOptions::default(), &|m| {
+            lines.push(m)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImageError::ManifestUnknown { .. } | ImageError::Registry { status: 404, .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        lines.take().is_empty(),
+        "no progress before the manifest is known"
+    );
+    assert!(images.list().is_empty());
+}
+
+#[test]
+fn save_then_load_on_a_fresh_store_keeps_id_and_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let a = import(&images, "busybox:latest", "a");
+    images
+        .store()
+        .tag("busybox:latest", "busybox:1.36")
+        .unwrap();
+    let b = import(&images, "example.com/app:v1", "b");
+    let mut tar = Vec::new();
+    images
+        .save(&["busybox".into(), "example.com/app:v1".into()], &mut tar)
+        .unwrap();
+
+    // The archive is an OCI layout and a Docker archive at once.
+    let mut names = Vec::new();
+    let mut manifest_json = None;
+    let mut index_json = None;
+    for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        if path == "manifest.json" || path == "index.json" {
+            let mut s = String::new();
+            entry.read_to_string(&mut s).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+            if path == "manifest.json" {
+                manifest_json = Some(v);
+            } else {
+                index_json = Some(v);
+            }
+        }
+        names.push(path);
+    }
+    for name in ["oci-layout", "index.json", "manifest.json", "repositories"] {
+        assert!(
+            names.contains(&name.to_string()),
+            "{name} missing: {names:?}"
+        );
+    }
+    let blob = format!("blobs/sha256/{}", a.id.hex());
+    assert!(names.contains(&blob));
+    let manifest_json = manifest_json.unwrap();
+    assert_eq!(manifest_json[0]["Config"], blob);
+    let mut tags: Vec<String> = manifest_json[0]["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, vec!["busybox:1.36", "busybox:latest"]);
+    assert_eq!(manifest_json[1]["RepoTags"][0], "example.com/app:v1");
+    let index_json = index_json.unwrap();
+    assert_eq!(index_json["manifests"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        index_json["manifests"][2]["annotations"]["io.containerd.image.name"],
+        "example.com/app:v1"
+    );
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let fresh = Images::open(dir2.path()).unwrap();
+    let loaded = fresh.load(&mut Cursor::new(&tar)).unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded[0].id, a.id);
+    assert_eq!(loaded[1].id, b.id);
+    assert_eq!(loaded[1].repo_tags, vec!["example.com/app:v1"]);
+    assert_eq!(fresh.resolve("busybox:1.36").unwrap().id, a.id);
+    let rec = fresh.resolve("example.com/app:v1").unwrap();
+    let layer = fresh.snapshots().layer_dir(&rec.chain_ids[0]);
+    assert_eq!(std::fs::read(layer.join("etc/marker")).unwrap(), b"b");
+    // Saved by ID: no tags.
+    let mut by_id = Vec::new();
+    fresh.save(&[a.id.to_string()], &mut by_id).unwrap();
+    let dir3 = tempfile::tempdir().unwrap();
+    let third = Images::open(dir3.path()).unwrap();
+    let loaded = third.load(&mut Cursor::new(&by_id)).unwrap();
+    assert_eq!(loaded[0].id, a.id);
+    assert!(loaded[0].repo_tags.is_empty());
+}
+
+/// The format Docker wrote before 25 (and Debian's docker 20.10 still writes):
+/// `<id>/layer.tar`, `<id>.json` configs, repeated layers as symlinks.
+#[test]
+fn load_of_a_legacy_docker_archive() {
+    let layer = {
+        let mut b = tar::Builder::new(Vec::new());
+        let data = b"legacy\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, "legacy.txt", &data[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let diff_id = Digest::of(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string(), diff_id.to_string()]},
+        "history": [{"created_by": "one"}, {"created_by": "two"}],
+    }))
+    .unwrap();
+    let config_digest = Digest::of(&config);
+    let one = "1".repeat(64);
+    let two = "2".repeat(64);
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("{}.json", config_digest.hex()),
+        "RepoTags": ["legacy:old"],
+        "Layers": [format!("{one}/layer.tar"), format!("{two}/layer.tar")],
+    }]))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add(&format!("{one}/VERSION"), b"1.0");
+    add(&format!("{one}/json"), b"{}");
+    add(&format!("{one}/layer.tar"), &layer);
+    add(&format!("{}.json", config_digest.hex()), &config);
+    add("manifest.json", &manifest);
+    add("repositories", br#"{"legacy":{"old":"2222"}}"#);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(
+        &mut h,
+        format!("{two}/layer.tar"),
+        format!("../{one}/layer.tar"),
+    )
+    .unwrap();
+    let tar = b.into_inner().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let loaded = images.load(&mut Cursor::new(tar)).unwrap();
+    assert_eq!(loaded[0].id, config_digest);
+    assert_eq!(loaded[0].repo_tags, vec!["legacy:old"]);
+    let rec = images.resolve("legacy:old").unwrap();
+    assert_eq!(rec.diff_ids, vec![diff_id.clone(), diff_id]);
+    let top = images.snapshots().layer_dir(&rec.chain_ids[1]);
+    assert_eq!(std::fs::read(top.join("legacy.txt")).unwrap(), b"legacy\n");
+}
+
+#[test]
+fn load_refuses_paths_that_leave_the_archive_and_missing_layers() {
+    let mut b = tar::Builder::new(Vec::new());
+    let manifest = br#"[{"Config":"c.json","RepoTags":["x:y"],"Layers":["nope/layer.tar"]}]"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(manifest.len() as u64);
+    b.append_data(&mut h, "manifest.json", &manifest[..])
+        .unwrap();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(config.len() as u64);
+    b.append_data(&mut h, "c.json", &config[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let err = images.load(&mut Cursor::new(tar)).unwrap_err();
+    assert!(err.to_string().contains("nope/layer.tar"), "{err}");
+    assert!(images.list().is_empty());
+
+    // A member named ../escape (the tar crate refuses to build one, so by hand).
+    let mut raw = vec![0u8; 512];
+    raw[..9].copy_from_slice(b"../escape");
+    raw[100..107].copy_from_slice(b"0000644");
+    raw[124..135].copy_from_slice(b"00000000000");
+    raw[156] = b'0';
+    raw[257..262].copy_from_slice(b"ustar");
+    let mut header = tar::Header::from_byte_slice(&raw).clone();
+    header.set_cksum();
+    let mut tar = header.as_bytes().to_vec();
+    tar.extend_from_slice(&[0u8; 1024]);
+    let err = images.load(&mut Cursor::new(tar)).unwrap_err();
+    assert!(err.to_string().contains("unsafe path"), "{err}");
+}
