@@ -2,6 +2,7 @@
 //! Handlers call a [`Backend`] (the engine); this crate knows HTTP, not containers.
 
 pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod images;
 pub mod server;
