@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod distribution;
 pub mod error;
+pub mod exec;
 pub mod images;
 pub mod server;
 pub mod version;

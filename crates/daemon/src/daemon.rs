@@ -123,6 +123,7 @@ impl Backend for DaemonBackend {
                     let parts: Vec<&str> = rest.split('/').collect();
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
+                (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
                 (_, "images") => {
                     berth_api::images::handle(&self.engine, &self.images, &self.registry, &req, rest)
                         .await
