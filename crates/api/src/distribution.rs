@@ -252,21 +252,25 @@ pub async fn save(images: &Arc<Images>, names: Vec<String>) -> Result<Response, 
         return Err(ApiError::bad_request("no image names given"));
     }
     let images = images.clone();
-    stream("application/x-tar", |_| None, move |tx| {
-        // Unknown names fail before the first byte, as a 404.
-        for name in &names {
-            images
-                .resolve(name)
-                .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
-        }
-        let mut out = ChannelWriter {
-            tx,
-            buffer: Vec::with_capacity(CHUNK),
-        };
-        images.save(&names, &mut out)?;
-        out.flush()
-            .map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
-    })
+    stream(
+        "application/x-tar",
+        |_| None,
+        move |tx| {
+            // Unknown names fail before the first byte, as a 404.
+            for name in &names {
+                images
+                    .resolve(name)
+                    .map_err(|_| ApiError::not_found(format!("No such image: {name}")))?;
+            }
+            let mut out = ChannelWriter {
+                tx,
+                buffer: Vec::with_capacity(CHUNK),
+            };
+            images.save(&names, &mut out)?;
+            out.flush()
+                .map_err(|e| ApiError::internal(format!("sending the archive: {e}")))
+        },
+    )
     .await
 }
 

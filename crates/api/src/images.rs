@@ -176,7 +176,7 @@ async fn list(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError>
     let i = images.clone();
     let out = blocking(move || {
         let mut list = i.list();
-        list.sort_by(|a, b| secs(&b.created).cmp(&secs(&a.created)));
+        list.sort_by_key(|r| std::cmp::Reverse(secs(&r.created)));
         let mut out = Vec::new();
         for r in &list {
             // Without `all`, intermediate images (untagged parents of others) are hidden.

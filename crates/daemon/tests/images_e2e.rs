@@ -1,0 +1,284 @@
+//! End to end, as a user: a real berthd on its own data-root, exec-root and socket,
+//! a real Debian `docker-registry` on 127.0.0.1 (listed in `insecure-registries`),
+//! and the real `docker` CLI (28.x) pointed at berthd. A busybox image made offline
+//! is imported, tagged, pushed, removed, pulled back, saved, removed, loaded and run.
+//!
+//! Needs root, `docker-registry`, `docker` and `busybox` on the machine, and
+//! berth-shim built next to berthd (`cargo build -p berth-daemon -p berth-shim`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    registry: Option<Child>,
+    berthd: Option<Child>,
+    registry_address: String,
+    socket: PathBuf,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let registry_address = format!("127.0.0.1:{port}");
+        let reg_dir = dir.path().join("registry");
+        std::fs::create_dir_all(&reg_dir).unwrap();
+        let reg_config = reg_dir.join("config.yml");
+        std::fs::write(
+            &reg_config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {registry_address}\n",
+                reg_dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(reg_dir.join("log")).unwrap();
+        let registry = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&reg_config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+
+        let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
+        let shim = berthd.with_file_name("berth-shim");
+        assert!(
+            shim.exists(),
+            "{} missing: run `cargo build -p berth-daemon -p berth-shim` first",
+            shim.display()
+        );
+        let config_file = dir.path().join("daemon.json");
+        std::fs::write(
+            &config_file,
+            format!(r#"{{"insecure-registries":["{registry_address}"]}}"#),
+        )
+        .unwrap();
+        let socket = dir.path().join("exec/berth.sock");
+        let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
+        let child = Command::new(&berthd)
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("-p")
+            .arg(dir.path().join("berthd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--config-file")
+            .arg(&config_file)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting berthd");
+        let setup = Setup {
+            dir,
+            registry: Some(registry),
+            berthd: Some(child),
+            registry_address,
+            socket,
+        };
+        setup.wait_ready();
+        setup
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut registry_up = false;
+        while Instant::now() < deadline {
+            if !registry_up {
+                if let Ok(mut stream) = TcpStream::connect(&self.registry_address) {
+                    let _ = write!(
+                        stream,
+                        "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    );
+                    let mut answer = String::new();
+                    let _ = stream.read_to_string(&mut answer);
+                    registry_up = answer.starts_with("HTTP/1.1 200");
+                }
+            }
+            if registry_up && self.socket.exists() && self.docker(&["version"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "berthd or the registry did not come up; berthd log:\n{}",
+            std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+        );
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        let config = self.dir.path().join("docker-config");
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the docker CLI must be installed")
+    }
+
+    /// Runs a docker command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}\n{stdout}\nberthd log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+        );
+        stdout
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if self.berthd.is_some() {
+            let ids = self.docker(&["ps", "-aq"]);
+            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
+        for child in [self.berthd.take(), self.registry.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        unmount_under(&self.dir.path().join("data"));
+    }
+}
+
+/// Lazily unmounts whatever is still mounted under `root`, deepest first.
+fn unmount_under(root: &Path) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(root))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").arg("-l").arg(point).status();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A busybox rootfs tarball: the host's busybox, a symlink per applet, passwd, group.
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox (Debian package busybox or busybox-static) must be installed");
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    let list = Command::new(&busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" && !applet.contains('/') {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    let tarball = dir.join("rootfs.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tarball
+}
+
+#[test]
+fn push_pull_save_load_and_run_through_the_docker_cli() {
+    let setup = Setup::start();
+    let tarball = busybox_rootfs(setup.dir.path());
+    let remote = format!("{}/busybox", setup.registry_address);
+    let tagged = format!("{remote}:latest");
+
+    let id = setup.ok(&["import", tarball.to_str().unwrap(), "busybox:latest"]);
+    let id = id.trim().to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    setup.ok(&["tag", "busybox:latest", &remote]);
+
+    let push = setup.ok(&["push", &remote]);
+    assert!(
+        push.contains(&format!("The push refers to repository [{remote}]")),
+        "{push}"
+    );
+    assert!(push.contains("Pushed"), "{push}");
+    let digest_line = push
+        .lines()
+        .find(|l| l.starts_with("latest: digest: sha256:"))
+        .unwrap_or_else(|| panic!("no digest line in {push}"));
+    let digest = digest_line.split_whitespace().nth(2).unwrap().to_string();
+    // Again: the registry has everything.
+    let again = setup.ok(&["push", &remote]);
+    assert!(again.contains("Layer already exists"), "{again}");
+
+    setup.ok(&["rmi", &remote, "busybox:latest"]);
+    assert!(setup.ok(&["images", "-q"]).trim().is_empty());
+
+    let started = Instant::now();
+    let pull = setup.ok(&["pull", &remote]);
+    let pull_time = started.elapsed();
+    eprintln!("docker pull through berthd: {pull_time:?}");
+    assert!(pull.contains("latest: Pulling from busybox"), "{pull}");
+    assert!(pull.contains("Pull complete"), "{pull}");
+    assert!(pull.contains(&format!("Digest: {digest}")), "{pull}");
+    assert!(
+        pull.contains(&format!("Status: Downloaded newer image for {tagged}")),
+        "{pull}"
+    );
+    let images = setup.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert_eq!(images.trim(), format!("{tagged} {}", &id[7..19]));
+    let inspect = setup.ok(&["inspect", "--format", "{{.Id}} {{.RepoDigests}}", &remote]);
+    assert_eq!(inspect.trim(), format!("{id} [{remote}@{digest}]"));
+    let up_to_date = setup.ok(&["pull", &remote]);
+    assert!(
+        up_to_date.contains(&format!("Status: Image is up to date for {tagged}")),
+        "{up_to_date}"
+    );
+
+    let saved = setup.dir.path().join("saved.tar");
+    setup.ok(&["save", "-o", saved.to_str().unwrap(), &remote]);
+    assert!(std::fs::metadata(&saved).unwrap().len() > 100_000);
+    setup.ok(&["rmi", &remote]);
+    let load = setup.ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(load.contains(&format!("Loaded image: {tagged}")), "{load}");
+    let loaded = setup.ok(&["inspect", "--format", "{{.Id}}", &remote]);
+    assert_eq!(loaded.trim(), id);
+
+    let run = setup.ok(&["run", "--rm", &remote, "echo", "ok"]);
+    assert_eq!(run.trim(), "ok");
+
+    // Errors as docker shows them.
+    let missing = setup.docker(&["pull", &format!("{}/nothing:here", setup.registry_address)]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("not found"), "{stderr}");
+}
