@@ -173,6 +173,104 @@ fn unmount_under(root: &Path) {
     }
 }
 
+/// Debian's dockerd (20.10) on its own data-root, exec-root and socket, with no
+/// bridge and no iptables rules, for archive interoperability.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let namespace = format!("berth-test-{}", std::process::id());
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
+        let child = Command::new("/usr/sbin/dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("-p")
+            .arg(dir.path().join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .arg("--containerd-namespace")
+            .arg(&namespace)
+            .arg("--containerd-plugins-namespace")
+            .arg(format!("{namespace}-plugins"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("Debian's dockerd (package docker.io) must be installed");
+        let dockerd = Dockerd {
+            dir,
+            child: Some(child),
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if dockerd.socket.exists() && dockerd.docker(&["version"]).status.success() {
+                return dockerd;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "dockerd did not come up:\n{}",
+            std::fs::read_to_string(dockerd.dir.path().join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("the docker CLI must be installed")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} against dockerd failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM, so that dockerd also stops the containerd it started.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        unmount_under(self.dir.path());
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -281,4 +379,56 @@ fn push_pull_save_load_and_run_through_the_docker_cli() {
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("not found"), "{stderr}");
+}
+
+/// An image saved by berth loads into Debian's docker and runs there; one saved by
+/// docker (its pre-25 format, `<id>/layer.tar`) loads into berth with the same ID.
+#[test]
+fn save_and_load_interoperate_with_debian_dockerd() {
+    let berth = Setup::start();
+    let dockerd = Dockerd::start();
+    let tarball = busybox_rootfs(berth.dir.path());
+    let tarball = tarball.to_str().unwrap();
+
+    let id = berth
+        .ok(&["import", tarball, "bb:from-berth"])
+        .trim()
+        .to_string();
+    let from_berth = berth.dir.path().join("from-berth.tar");
+    berth.ok(&["save", "-o", from_berth.to_str().unwrap(), "bb:from-berth"]);
+    let load = dockerd.ok(&["load", "-i", from_berth.to_str().unwrap()]);
+    assert!(load.contains("Loaded image: bb:from-berth"), "{load}");
+    let in_docker = dockerd.ok(&["inspect", "--format", "{{.Id}}", "bb:from-berth"]);
+    assert_eq!(in_docker.trim(), id);
+    let run = dockerd.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb:from-berth",
+        "echo",
+        "ran in dockerd",
+    ]);
+    assert_eq!(run.trim(), "ran in dockerd");
+
+    let docker_id = dockerd
+        .ok(&["import", tarball, "bb:from-docker"])
+        .trim()
+        .to_string();
+    dockerd.ok(&["tag", "bb:from-docker", "bb:also"]);
+    let from_docker = berth.dir.path().join("from-docker.tar");
+    dockerd.ok(&[
+        "save",
+        "-o",
+        from_docker.to_str().unwrap(),
+        "bb:from-docker",
+        "bb:also",
+    ]);
+    let load = berth.ok(&["load", "-i", from_docker.to_str().unwrap()]);
+    assert!(load.contains("Loaded image: bb:from-docker"), "{load}");
+    assert!(load.contains("Loaded image: bb:also"), "{load}");
+    let in_berth = berth.ok(&["inspect", "--format", "{{.Id}}", "bb:also"]);
+    assert_eq!(in_berth.trim(), docker_id);
+    let run = berth.ok(&["run", "--rm", "bb:from-docker", "echo", "ran in berthd"]);
+    assert_eq!(run.trim(), "ran in berthd");
 }
