@@ -22,20 +22,35 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Self::start_with_auth(None)
+    }
+
+    /// With `Some((user, password))` the registry wants htpasswd basic auth.
+    fn start_with_auth(auth: Option<(&str, &str)>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let registry_address = format!("127.0.0.1:{port}");
         let reg_dir = dir.path().join("registry");
         std::fs::create_dir_all(&reg_dir).unwrap();
         let reg_config = reg_dir.join("config.yml");
-        std::fs::write(
-            &reg_config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {registry_address}\n",
-                reg_dir.join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {registry_address}\n",
+            reg_dir.join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let htpasswd = reg_dir.join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (Debian package apache2-utils) must be installed");
+            assert!(out.status.success());
+            std::fs::write(&htpasswd, &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&reg_config, config).unwrap();
         let log = std::fs::File::create(reg_dir.join("log")).unwrap();
         let registry = Command::new("docker-registry")
             .arg("serve")
@@ -100,7 +115,8 @@ impl Setup {
                     );
                     let mut answer = String::new();
                     let _ = stream.read_to_string(&mut answer);
-                    registry_up = answer.starts_with("HTTP/1.1 200");
+                    registry_up =
+                        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401");
                 }
             }
             if registry_up && self.socket.exists() && self.docker(&["version"]).status.success() {
@@ -431,4 +447,42 @@ fn save_and_load_interoperate_with_debian_dockerd() {
     assert_eq!(in_berth.trim(), docker_id);
     let run = berth.ok(&["run", "--rm", "bb:from-docker", "echo", "ran in berthd"]);
     assert_eq!(run.trim(), "ran in berthd");
+}
+
+/// `docker login` checks the password against the registry through `POST /auth`;
+/// push and pull then carry it in `X-Registry-Auth`.
+#[test]
+fn login_then_push_and_pull_from_a_registry_that_wants_a_password() {
+    let setup = Setup::start_with_auth(Some(("berth", "s3cret")));
+    let tarball = busybox_rootfs(setup.dir.path());
+    let remote = format!("{}/private/busybox:v1", setup.registry_address);
+    setup.ok(&["import", tarball.to_str().unwrap(), &remote]);
+
+    let denied = setup.docker(&["push", &remote]);
+    assert!(!denied.status.success(), "a push without login must fail");
+
+    let bad = setup.docker(&[
+        "login",
+        "-u",
+        "berth",
+        "-p",
+        "wrong",
+        &setup.registry_address,
+    ]);
+    assert!(!bad.status.success(), "a wrong password must not log in");
+    let login = setup.ok(&[
+        "login",
+        "-u",
+        "berth",
+        "-p",
+        "s3cret",
+        &setup.registry_address,
+    ]);
+    assert!(login.contains("Login Succeeded"), "{login}");
+
+    let push = setup.ok(&["push", &remote]);
+    assert!(push.contains("v1: digest: sha256:"), "{push}");
+    setup.ok(&["rmi", &remote]);
+    let pull = setup.ok(&["pull", &remote]);
+    assert!(pull.contains("Downloaded newer image"), "{pull}");
 }
