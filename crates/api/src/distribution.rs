@@ -179,11 +179,18 @@ pub async fn pull(
         platform,
         max_concurrent_downloads: registry.max_concurrent_downloads,
     };
+    // No tag and none in the name: `docker pull --all-tags`.
+    let all_tags = tag.is_empty()
+        && Reference::parse_named(&from)?.tag().is_none()
+        && parsed.digest().is_none();
     let images = images.clone();
     stream("application/json", json_error, move |tx| {
-        images.pull(&client, &reference, &options, &|m: Message| {
-            send_line(tx, m.to_json())
-        })?;
+        let progress = |m: Message| send_line(tx, m.to_json());
+        if all_tags {
+            images.pull_all_tags(&client, &reference, &options, &progress)?;
+        } else {
+            images.pull(&client, &reference, &options, &progress)?;
+        }
         Ok(())
     })
     .await

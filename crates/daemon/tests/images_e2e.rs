@@ -485,4 +485,21 @@ fn login_then_push_and_pull_from_a_registry_that_wants_a_password() {
     setup.ok(&["rmi", &remote]);
     let pull = setup.ok(&["pull", &remote]);
     assert!(pull.contains("Downloaded newer image"), "{pull}");
+
+    // --all-tags: both tags of the repository.
+    let repo = format!("{}/private/busybox", setup.registry_address);
+    setup.ok(&["tag", &remote, &format!("{repo}:v2")]);
+    setup.ok(&["push", &format!("{repo}:v2")]);
+    setup.ok(&["rmi", &remote, &format!("{repo}:v2")]);
+    let all = setup.ok(&["pull", "--all-tags", &repo]);
+    assert!(all.contains("v1: Pulling from private/busybox"), "{all}");
+    assert!(all.contains("v2: Pulling from private/busybox"), "{all}");
+    assert!(
+        all.contains(&format!("Status: Downloaded newer image for {repo}")),
+        "{all}"
+    );
+    let tags = setup.ok(&["images", "--format", "{{.Tag}}", &repo]);
+    let mut tags: Vec<&str> = tags.split_whitespace().collect();
+    tags.sort();
+    assert_eq!(tags, vec!["v1", "v2"]);
 }

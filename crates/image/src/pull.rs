@@ -76,6 +76,49 @@ impl Images {
         progress: Progress<'_>,
     ) -> Result<PullResult> {
         let reference = Reference::parse(reference)?;
+        let result = self.pull_reference(client, &reference, options, progress)?;
+        progress(Message::status(status_line(
+            result.downloaded,
+            &reference.familiar(),
+        )));
+        Ok(result)
+    }
+
+    /// `docker pull --all-tags`: every tag of the repository, one status at the end.
+    pub fn pull_all_tags(
+        &self,
+        client: &RegistryClient,
+        repository: &str,
+        options: &PullOptions,
+        progress: Progress<'_>,
+    ) -> Result<Vec<PullResult>> {
+        let repo = Reference::parse_named(repository)?.repository();
+        let registry = client.registry(repo.domain());
+        let mut tags = registry.list_tags(repo.path())?;
+        tags.sort();
+        if tags.is_empty() {
+            return Err(ImageError::ManifestUnknown {
+                reference: repo.familiar(),
+                message: "the repository has no tags".into(),
+            });
+        }
+        let mut results = Vec::new();
+        for tag in tags {
+            let reference = repo.with_tag(&tag)?;
+            results.push(self.pull_reference(client, &reference, options, progress)?);
+        }
+        let downloaded = results.iter().any(|r| r.downloaded);
+        progress(Message::status(status_line(downloaded, &repo.familiar())));
+        Ok(results)
+    }
+
+    fn pull_reference(
+        &self,
+        client: &RegistryClient,
+        reference: &Reference,
+        options: &PullOptions,
+        progress: Progress<'_>,
+    ) -> Result<PullResult> {
         let image = reference.to_string();
         let registry = client.registry(reference.domain());
         let repo = reference.path().to_string();
@@ -218,12 +261,6 @@ impl Images {
         };
         drop(lease);
         progress(Message::status(format!("Digest: {repo_digest}")));
-        let familiar = reference.familiar();
-        progress(Message::status(if up_to_date {
-            format!("Status: Image is up to date for {familiar}")
-        } else {
-            format!("Status: Downloaded newer image for {familiar}")
-        }));
         Ok(PullResult {
             image: record,
             digest: repo_digest,
@@ -327,6 +364,14 @@ impl Images {
         }
         progress(Message::layer(&id, &Phase::PullComplete));
         Ok(())
+    }
+}
+
+fn status_line(downloaded: bool, familiar: &str) -> String {
+    if downloaded {
+        format!("Status: Downloaded newer image for {familiar}")
+    } else {
+        format!("Status: Image is up to date for {familiar}")
     }
 }
 
