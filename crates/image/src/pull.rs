@@ -303,6 +303,21 @@ impl Images {
                 progress(Message::layer(&id, &Phase::Downloading { current, total }));
             }
         };
+        if !self.content().exists(&job.blob.digest)
+            && self.stream_layer(registry, repo, image, job, &mut on_bytes)?
+        {
+            let total = job.blob.size;
+            progress(Message::layer(&id, &Phase::Verifying));
+            progress(Message::layer(&id, &Phase::DownloadComplete));
+            let phase = Phase::Extracting {
+                current: total,
+                total: Some(total),
+            };
+            progress(Message::layer(&id, &phase));
+            progress(Message::layer(&id, &Phase::PullComplete));
+            return Ok(());
+        }
+        // Already here, or fetched meanwhile by another pull: unpack from the store.
         self.fetch_blob_once(registry, repo, image, &job.blob, &mut on_bytes)?;
         progress(Message::layer(&id, &Phase::Verifying));
         progress(Message::layer(&id, &Phase::DownloadComplete));
@@ -314,10 +329,7 @@ impl Images {
             inner: file,
             count: count.clone(),
         };
-        let mut opts =
-            UnpackOptions::new(image, format!("{} ({})", job.blob.digest, job.index + 1));
-        opts.media_type = Some(job.blob.media_type.clone());
-        opts.expected_diff_id = Some(job.diff_id.clone());
+        let opts = layer_options(image, job);
         let prepared = self.snapshots().prepare_layer(&job.chain_id)?;
         // The unpacker wants a 'static reader, so the bar is drawn from beside it.
         let done = AtomicBool::new(false);
@@ -372,6 +384,135 @@ fn status_line(downloaded: bool, familiar: &str) -> String {
         format!("Status: Downloaded newer image for {familiar}")
     } else {
         format!("Status: Image is up to date for {familiar}")
+    }
+}
+
+/// How a pulled layer is unpacked: named in errors, its diff ID checked.
+fn layer_options(image: &str, job: &LayerJob) -> UnpackOptions {
+    let mut opts = UnpackOptions::new(image, format!("{} ({})", job.blob.digest, job.index + 1));
+    opts.media_type = Some(job.blob.media_type.clone());
+    opts.expected_diff_id = Some(job.diff_id.clone());
+    opts
+}
+
+impl Images {
+    /// Downloads a layer into the content store and unpacks it in the same pass: the
+    /// bytes go to the ingest and, through a bounded channel, to an unpacking thread
+    /// (decompress, diff ID, files), so download and unpack overlap. Returns false,
+    /// having changed nothing, when another pull fetched the blob meanwhile.
+    fn stream_layer(
+        &self,
+        registry: &Registry,
+        repo: &str,
+        image: &str,
+        job: &LayerJob,
+        on_bytes: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<bool> {
+        let opts = layer_options(image, job);
+        let prepared = self.snapshots().prepare_layer(&job.chain_id)?;
+        let fs_dir = prepared.fs_dir();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STREAM_CHUNKS);
+        let reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let (fetched, unpacked) = std::thread::scope(|scope| {
+            let unpacker = scope.spawn(move || {
+                layer::unpack_layer(
+                    std::io::BufReader::with_capacity(256 << 10, reader),
+                    &fs_dir,
+                    &opts,
+                )
+            });
+            let fetched =
+                self.content()
+                    .fetch_once(&job.blob.digest, Some(job.blob.size), image, |ingest| {
+                        let mut sink = TeeWriter { ingest, tx: &tx };
+                        registry
+                            .fetch_blob(
+                                repo,
+                                &job.blob.digest,
+                                Some(job.blob.size),
+                                &mut sink,
+                                on_bytes,
+                            )
+                            .map(|_| ())
+                    });
+            // End of stream for the unpacker, whatever happened.
+            drop(tx);
+            let unpacked = unpacker.join().unwrap_or_else(|_| {
+                Err(ImageError::Other("a layer unpack thread panicked".into()))
+            });
+            (fetched, unpacked)
+        });
+        match (fetched, unpacked) {
+            (Ok(FetchOutcome::Fetched), Ok(_)) => {
+                self.snapshots().commit_layer(prepared)?;
+                Ok(true)
+            }
+            (Ok(_), _) => {
+                let _ = self.snapshots().abort_layer(prepared);
+                Ok(false)
+            }
+            (Err(fetch), unpack) => {
+                let _ = self.snapshots().abort_layer(prepared);
+                // The unpacker stopping first shows as a broken pipe to the download:
+                // its own error is the one that says what is wrong.
+                match (fetch, unpack) {
+                    (ImageError::Io { .. }, Err(unpack)) => Err(unpack),
+                    (fetch, _) => Err(fetch),
+                }
+            }
+        }
+    }
+}
+
+/// Chunks in flight between a download and its unpacker.
+const STREAM_CHUNKS: usize = 32;
+
+/// Writes to the ingest and sends a copy to the unpacker.
+struct TeeWriter<'a, W> {
+    ingest: W,
+    tx: &'a std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl<W: std::io::Write> std::io::Write for TeeWriter<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.ingest.write(data)?;
+        self.tx.send(data[..n].to_vec()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the layer unpacker stopped")
+        })?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.ingest.flush()
+    }
+}
+
+/// The unpacker's side of the channel: end of stream when the sender is gone.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -554,3 +554,94 @@ fn load_refuses_paths_that_leave_the_archive_and_missing_layers() {
     let err = images.load(&mut Cursor::new(tar)).unwrap_err();
     assert!(err.to_string().contains("unsafe path"), "{err}");
 }
+
+/// Pushes a one-layer image by hand (layer, config, manifest) and returns its name.
+fn push_raw(
+    registry: &RealRegistry,
+    client: &RegistryClient,
+    repo: &str,
+    layer: &[u8],
+    diff_id: &Digest,
+) -> String {
+    let reg = client.registry(&registry.address);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
+    }))
+    .unwrap();
+    for blob in [layer, &config[..]] {
+        let mut reader = blob;
+        reg.push_blob(
+            repo,
+            &Digest::of(blob),
+            blob.len() as u64,
+            &mut reader,
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": {"mediaType": media_type::OCI_CONFIG, "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": media_type::OCI_LAYER_GZIP, "digest": Digest::of(layer).to_string(), "size": layer.len()}],
+    }))
+    .unwrap();
+    reg.put_manifest(repo, "latest", &manifest, media_type::OCI_MANIFEST)
+        .unwrap();
+    format!("{}/{repo}", registry.address)
+}
+
+#[test]
+fn a_layer_that_does_not_unpack_to_its_diff_id_leaves_no_image_and_no_layer() {
+    let registry = RealRegistry::start();
+    let client = client();
+    let layer = rootfs("x");
+    let wrong = Digest::of(b"not the diff id");
+    let name = push_raw(&registry, &client, "lying", &layer, &wrong);
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let err = images
+        .pull(&client, &name, &PullOptions::default(), &|_| {})
+        .unwrap_err();
+    match &err {
+        ImageError::DiffIdMismatch {
+            image, expected, ..
+        } => {
+            assert!(image.contains("lying"), "{err}");
+            assert_eq!(expected, &wrong);
+        }
+        other => panic!("expected DiffIdMismatch, got {other:?}"),
+    }
+    assert!(images.list().is_empty());
+    assert!(!images.snapshots().has_layer(&wrong));
+    // What was downloaded is garbage now, and GC takes it.
+    images.gc().unwrap();
+    assert!(images.content().list().unwrap().is_empty());
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_share_the_download() {
+    let registry = RealRegistry::start();
+    let client = client();
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = Images::open(src_dir.path()).unwrap();
+    let name = format!("{}/shared", registry.address);
+    let made = import(&src, &name, "shared");
+    src.push(&client, &name, None, &PushOptions::default(), &|_| {})
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| images.pull(&client, &name, &PullOptions::default(), &|_| {})))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in results {
+        assert_eq!(r.unwrap().image.id, made.id);
+    }
+    assert_eq!(images.list().len(), 1);
+}
