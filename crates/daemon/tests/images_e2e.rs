@@ -397,7 +397,7 @@ fn push_pull_save_load_and_run_through_the_docker_cli() {
     assert!(stderr.contains("not found"), "{stderr}");
 }
 
-/// An image saved by berth loads into Debian's docker and runs there; one saved by
+/// An image saved (or pushed) by berth loads (or pulls) into Debian's docker and runs there; one saved by
 /// docker (its pre-25 format, `<id>/layer.tar`) loads into berth with the same ID.
 #[test]
 fn save_and_load_interoperate_with_debian_dockerd() {
@@ -447,6 +447,47 @@ fn save_and_load_interoperate_with_debian_dockerd() {
     assert_eq!(in_berth.trim(), docker_id);
     let run = berth.ok(&["run", "--rm", "bb:from-docker", "echo", "ran in berthd"]);
     assert_eq!(run.trim(), "ran in berthd");
+
+    // Through the registry, both ways: what berth pushes dockerd pulls and runs, and
+    // what dockerd pushes (gzipped, Docker schema 2) berth pulls with the same ID.
+    let pushed_by_berth = format!("{}/interop/berth:1", berth.registry_address);
+    berth.ok(&["tag", "bb:from-berth", &pushed_by_berth]);
+    berth.ok(&["push", &pushed_by_berth]);
+    dockerd.ok(&["pull", &pushed_by_berth]);
+    let in_docker = dockerd.ok(&["inspect", "--format", "{{.Id}}", &pushed_by_berth]);
+    assert_eq!(in_docker.trim(), id);
+    let run = dockerd.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &pushed_by_berth,
+        "echo",
+        "pulled by dockerd",
+    ]);
+    assert_eq!(run.trim(), "pulled by dockerd");
+
+    let pushed_by_docker = format!("{}/interop/docker:1", berth.registry_address);
+    dockerd.ok(&["tag", "bb:from-docker", &pushed_by_docker]);
+    let push = dockerd.ok(&["push", &pushed_by_docker]);
+    let docker_digest = push
+        .lines()
+        .find_map(|l| l.strip_prefix("1: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in {push}"))
+        .to_string();
+    berth.ok(&["pull", &pushed_by_docker]);
+    let in_berth = berth.ok(&[
+        "inspect",
+        "--format",
+        "{{.Id}} {{.RepoDigests}}",
+        &pushed_by_docker,
+    ]);
+    let repo = pushed_by_docker.trim_end_matches(":1");
+    assert_eq!(
+        in_berth.trim(),
+        format!("{docker_id} [{repo}@{docker_digest}]")
+    );
 }
 
 /// `docker login` checks the password against the registry through `POST /auth`;
