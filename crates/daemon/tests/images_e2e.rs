@@ -397,8 +397,9 @@ fn push_pull_save_load_and_run_through_the_docker_cli() {
     assert!(stderr.contains("not found"), "{stderr}");
 }
 
-/// An image saved (or pushed) by berth loads (or pulls) into Debian's docker and runs there; one saved by
-/// docker (its pre-25 format, `<id>/layer.tar`) loads into berth with the same ID.
+/// An image saved (or pushed) by berth loads (or pulls) into Debian's docker and runs
+/// there; one saved by docker (its pre-25 format, `<id>/layer.tar`) loads into berth
+/// with the same ID.
 #[test]
 fn save_and_load_interoperate_with_debian_dockerd() {
     let berth = Setup::start();

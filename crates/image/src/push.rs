@@ -116,6 +116,15 @@ impl Images {
         let tag = target.tag().unwrap_or(crate::reference::DEFAULT_TAG);
         let stored = self.image_manifest(record)?;
         let manifest = &stored.manifest;
+        // A repository of the same registry this image came from or went to: its
+        // blobs can be mounted rather than sent ("Mounted from …").
+        let mount_from = record
+            .repo_digests
+            .iter()
+            .chain(&record.repo_tags)
+            .filter_map(|r| Reference::parse_named(r).ok())
+            .find(|r| r.domain() == target.domain() && r.path() != target.path())
+            .map(|r| r.path().to_string());
         // Docker shows pushed layers by their diff ID, top layer first.
         let mut jobs: VecDeque<(String, Descriptor)> = VecDeque::new();
         for (i, blob) in manifest.layers.iter().enumerate().rev() {
@@ -143,7 +152,8 @@ impl Images {
                     let Some((id, blob)) = lock(&queue).pop_front() else {
                         return;
                     };
-                    match self.push_layer(registry, &repo, &id, &blob, progress) {
+                    let from = mount_from.as_deref();
+                    match self.push_layer(registry, &repo, from, &id, &blob, progress) {
                         Ok(()) => {}
                         Err(e) => {
                             lock(&failure).get_or_insert(e);
@@ -193,6 +203,7 @@ impl Images {
         &self,
         registry: &Registry,
         repo: &str,
+        mount_from: Option<&str>,
         id: &str,
         blob: &Descriptor,
         progress: Progress<'_>,
@@ -210,7 +221,7 @@ impl Images {
             &blob.digest,
             blob.size,
             &mut reader,
-            None,
+            mount_from,
             &mut on_bytes,
         )?;
         let phase = match outcome {

@@ -645,3 +645,29 @@ fn concurrent_pulls_of_one_image_share_the_download() {
     }
     assert_eq!(images.list().len(), 1);
 }
+
+#[test]
+fn push_to_a_second_repository_mounts_the_layers() {
+    let registry = RealRegistry::start();
+    let client = client();
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let first = format!("{}/first", registry.address);
+    let second = format!("{}/second", registry.address);
+    import(&images, &first, "mounted");
+    images
+        .push(&client, &first, None, &PushOptions::default(), &|_| {})
+        .unwrap();
+    images.store().tag(&first, &second).unwrap();
+    let lines = Lines::default();
+    images
+        .push(&client, &second, None, &PushOptions::default(), &|m| {
+            lines.push(m)
+        })
+        .unwrap();
+    let statuses = lines.statuses();
+    assert!(
+        statuses.contains(&"Mounted from first".to_string()),
+        "{statuses:?}"
+    );
+}
