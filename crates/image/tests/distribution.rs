@@ -671,3 +671,134 @@ fn push_to_a_second_repository_mounts_the_layers() {
         "{statuses:?}"
     );
 }
+
+fn run_tool(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (Debian package {program}) must be installed: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// What Debian's skopeo and umoci make of berth's pushes and archives, and berth of
+/// skopeo's.
+#[test]
+fn skopeo_and_umoci_agree_with_berth() {
+    let registry = RealRegistry::start();
+    let client = client();
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = Images::open(src_dir.path()).unwrap();
+    let name = format!("{}/tools/box", registry.address);
+    let made = import(&src, &name, "tools");
+    let pushed = src
+        .push(&client, &name, None, &PushOptions::default(), &|_| {})
+        .unwrap();
+
+    // A pull on a fresh store gives the ID, diff IDs and digest skopeo reports.
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let pulled = images
+        .pull(&client, &name, &PullOptions::default(), &|_| {})
+        .unwrap();
+    let remote = format!("docker://{name}:latest");
+    let inspect: serde_json::Value = serde_json::from_slice(&run_tool(
+        "skopeo",
+        &["inspect", "--tls-verify=false", &remote],
+    ))
+    .unwrap();
+    assert_eq!(inspect["Digest"], pushed[0].digest.to_string());
+    assert_eq!(inspect["Digest"], pulled.digest.to_string());
+    let raw_config = run_tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            "--config",
+            &remote,
+        ],
+    );
+    assert_eq!(Digest::of(&raw_config), pulled.image.id);
+    assert_eq!(pulled.image.id, made.id);
+    let config: serde_json::Value = serde_json::from_slice(&raw_config).unwrap();
+    let diff_ids: Vec<String> = pulled
+        .image
+        .diff_ids
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
+    assert_eq!(
+        pulled.image.familiar_repo_digests(),
+        vec![format!("{name}@{}", inspect["Digest"].as_str().unwrap())]
+    );
+
+    // berth's archive is an OCI layout: skopeo reads it, umoci unpacks it.
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("berth.tar");
+    let mut file = std::fs::File::create(&archive).unwrap();
+    images.save(&[format!("{name}:latest")], &mut file).unwrap();
+    drop(file);
+    let layout = work.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    run_tool(
+        "tar",
+        &[
+            "-C",
+            layout.to_str().unwrap(),
+            "-xf",
+            archive.to_str().unwrap(),
+        ],
+    );
+    let copied = work.path().join("copied");
+    run_tool(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("dir:{}", copied.display()),
+        ],
+    );
+    assert!(
+        copied.join(made.id.hex()).exists(),
+        "skopeo copied the config blob"
+    );
+    let bundle = work.path().join("bundle");
+    run_tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:latest", layout.display()),
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(bundle.join("rootfs/etc/marker")).unwrap(),
+        b"tools"
+    );
+
+    // An OCI archive written by skopeo loads into berth with the same ID.
+    let from_skopeo = work.path().join("skopeo.tar");
+    run_tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &remote,
+            &format!("oci-archive:{}:latest", from_skopeo.display()),
+        ],
+    );
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = Images::open(fresh_dir.path()).unwrap();
+    let loaded = fresh
+        .load(&mut std::fs::File::open(&from_skopeo).unwrap())
+        .unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].id, made.id);
+}
