@@ -151,6 +151,43 @@ impl Images {
             .map_err(|e| ImageError::io("writing the image archive", e))
     }
 
+    /// Writes the images as an OCI image layout directory (what `skopeo copy oci:DIR`
+    /// and `umoci` read): the archive of [`Images::save`], unpacked into `dir`.
+    pub fn save_oci_layout(&self, names: &[String], dir: &Path) -> Result<()> {
+        let mut tar = Vec::new();
+        self.save(names, &mut tar)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ImageError::io(format!("creating {}", dir.display()), e))?;
+        tar::Archive::new(&tar[..])
+            .unpack(dir)
+            .map_err(|e| ImageError::io(format!("writing the layout {}", dir.display()), e))
+    }
+
+    /// Loads every image of an OCI image layout directory (`index.json`, `blobs/`), or
+    /// of an unpacked `docker save` archive.
+    pub fn load_oci_layout(&self, dir: &Path) -> Result<Vec<LoadedImage>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(16);
+        let root = dir.to_path_buf();
+        // The directory is read as the tar it would be, on a thread, into `load`.
+        let writer = std::thread::spawn(move || {
+            let mut tar = tar::Builder::new(ChannelWriter { tx: tx.clone() });
+            tar.follow_symlinks(false);
+            let result = tar.append_dir_all(".", &root).and_then(|()| tar.finish());
+            if let Err(e) = result {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let mut reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let loaded = self.load(&mut reader);
+        drop(reader);
+        let _ = writer.join();
+        loaded
+    }
+
     fn append_blob(&self, tar: &mut tar::Builder<&mut dyn Write>, digest: &Digest) -> Result<()> {
         let size = self.content().size(digest)?;
         let file = self.content().open_blob(digest)?;
@@ -510,4 +547,48 @@ fn append_json<T: Serialize>(
     let data = serde_json::to_vec(value)
         .map_err(|e| ImageError::invalid(format!("serialising {path}"), e))?;
     append_bytes(tar, path, &data)
+}
+
+/// The writing side of [`Images::load_oci_layout`]'s pipe.
+struct ChannelWriter {
+    tx: std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .send(Ok(data.to_vec()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "load stopped"))?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading side: end of stream when the writer is done, its error if it failed.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }

@@ -744,17 +744,23 @@ fn skopeo_and_umoci_agree_with_berth() {
     let mut file = std::fs::File::create(&archive).unwrap();
     images.save(&[format!("{name}:latest")], &mut file).unwrap();
     drop(file);
+    for source in [
+        format!("oci-archive:{}:latest", archive.display()),
+        format!("docker-archive:{}", archive.display()),
+    ] {
+        let seen: serde_json::Value =
+            serde_json::from_slice(&run_tool("skopeo", &["inspect", "--config", &source])).unwrap();
+        assert_eq!(
+            seen["rootfs"]["diff_ids"],
+            serde_json::json!(diff_ids),
+            "{source}"
+        );
+    }
     let layout = work.path().join("layout");
-    std::fs::create_dir(&layout).unwrap();
-    run_tool(
-        "tar",
-        &[
-            "-C",
-            layout.to_str().unwrap(),
-            "-xf",
-            archive.to_str().unwrap(),
-        ],
-    );
+    images
+        .save_oci_layout(&[format!("{name}:latest")], &layout)
+        .unwrap();
+    assert!(layout.join("oci-layout").exists());
     let copied = work.path().join("copied");
     run_tool(
         "skopeo",
@@ -801,4 +807,24 @@ fn skopeo_and_umoci_agree_with_berth() {
         .unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].id, made.id);
+
+    // And an OCI layout directory written by skopeo.
+    let skopeo_layout = work.path().join("skopeo-layout");
+    run_tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &remote,
+            &format!("oci:{}:v9", skopeo_layout.display()),
+        ],
+    );
+    let third_dir = tempfile::tempdir().unwrap();
+    let third = Images::open(third_dir.path()).unwrap();
+    let loaded = third.load_oci_layout(&skopeo_layout).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].id, made.id);
+    let rec = third.resolve(&made.id.to_string()).unwrap();
+    let layer = third.snapshots().layer_dir(&rec.chain_ids[0]);
+    assert_eq!(std::fs::read(layer.join("etc/marker")).unwrap(), b"tools");
 }
