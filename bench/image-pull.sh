@@ -4,6 +4,7 @@
 # against Debian's dockerd (image removed between runs), through the same docker CLI.
 #
 #   cargo build --release -p berth-daemon -p berth-shim
+#   cargo build --release -p berth-image --example pull_stats   (optional: breakdown)
 #   bash bench/image-pull.sh [runs]          (as root)
 set -euo pipefail
 RUNS=${1:-5}
@@ -103,3 +104,8 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mb=$(median "${berth_times[@]}"); md=$(median "${docker_times[@]}")
 echo "median: berthd $mb ms, dockerd $md ms, ratio $(python3 -c "print(f'{$mb/$md:.2f}')")"
+
+# Where berth's time goes: the same pull by the library, layer by layer.
+if [ -x "$BIN/examples/pull_stats" ]; then
+    "$BIN/examples/pull_stats" "$IMAGE"
+fi

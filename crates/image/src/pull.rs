@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::content::FetchOutcome;
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
-use crate::layer::{self, UnpackOptions};
+use crate::layer::{self, UnpackOptions, UnpackStats};
 use crate::model::{
     chain_ids, media_type, select_manifest, Descriptor, ImageConfig, Index, Manifest, Platform,
 };
@@ -56,6 +56,24 @@ pub struct PullResult {
     pub digest: Digest,
     /// False when the tag already named this image ("Image is up to date").
     pub downloaded: bool,
+    /// The layers this pull fetched or unpacked, in the order they finished.
+    pub layers: Vec<LayerReport>,
+    /// Wall time from the first layer started to the last one done.
+    pub layers_elapsed: Duration,
+}
+
+/// Where one layer's time went.
+#[derive(Debug, Clone)]
+pub struct LayerReport {
+    pub digest: Digest,
+    /// Compressed bytes.
+    pub size: u64,
+    /// Downloaded by this pull (and unpacked as it arrived), rather than found in the
+    /// content store and unpacked from there.
+    pub downloaded: bool,
+    pub elapsed: Duration,
+    /// Decompression (including waiting for bytes when streamed), hashing and writes.
+    pub unpack: UnpackStats,
 }
 
 /// One layer of the pull and where it stands.
@@ -222,6 +240,8 @@ impl Images {
         }
         let queue = Mutex::new(jobs);
         let failure: Mutex<Option<ImageError>> = Mutex::new(None);
+        let reports: Mutex<Vec<LayerReport>> = Mutex::new(Vec::new());
+        let layers_started = Instant::now();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| loop {
@@ -231,13 +251,17 @@ impl Images {
                     let Some(job) = lock(&queue).pop_front() else {
                         return;
                     };
-                    if let Err(e) = self.pull_layer(&registry, &repo, &image, &job, progress) {
-                        lock(&failure).get_or_insert(e);
-                        return;
+                    match self.pull_layer(&registry, &repo, &image, &job, progress) {
+                        Ok(report) => lock(&reports).push(report),
+                        Err(e) => {
+                            lock(&failure).get_or_insert(e);
+                            return;
+                        }
                     }
                 });
             }
         });
+        let layers_elapsed = layers_started.elapsed();
         if let Some(e) = lock(&failure).take() {
             return Err(e);
         }
@@ -265,6 +289,8 @@ impl Images {
             image: record,
             digest: repo_digest,
             downloaded: !up_to_date,
+            layers: reports.into_inner().unwrap_or_else(|p| p.into_inner()),
+            layers_elapsed,
         })
     }
 
@@ -294,7 +320,8 @@ impl Images {
         image: &str,
         job: &LayerJob,
         progress: Progress<'_>,
-    ) -> Result<()> {
+    ) -> Result<LayerReport> {
+        let started = Instant::now();
         let id = job.blob.digest.short().to_string();
         let mut last = Instant::now() - PROGRESS_INTERVAL;
         let mut on_bytes = |current: u64, total: Option<u64>| {
@@ -303,9 +330,12 @@ impl Images {
                 progress(Message::layer(&id, &Phase::Downloading { current, total }));
             }
         };
-        if !self.content().exists(&job.blob.digest)
-            && self.stream_layer(registry, repo, image, job, &mut on_bytes)?
-        {
+        let streamed = if self.content().exists(&job.blob.digest) {
+            None
+        } else {
+            self.stream_layer(registry, repo, image, job, &mut on_bytes)?
+        };
+        if let Some(stats) = streamed {
             let total = job.blob.size;
             progress(Message::layer(&id, &Phase::Verifying));
             progress(Message::layer(&id, &Phase::DownloadComplete));
@@ -315,7 +345,13 @@ impl Images {
             };
             progress(Message::layer(&id, &phase));
             progress(Message::layer(&id, &Phase::PullComplete));
-            return Ok(());
+            return Ok(LayerReport {
+                digest: job.blob.digest.clone(),
+                size: job.blob.size,
+                downloaded: true,
+                elapsed: started.elapsed(),
+                unpack: stats,
+            });
         }
         // Already here, or fetched meanwhile by another pull: unpack from the store.
         self.fetch_blob_once(registry, repo, image, &job.blob, &mut on_bytes)?;
@@ -358,8 +394,8 @@ impl Images {
             reporter.thread().unpark();
             result
         });
-        match unpacked {
-            Ok(_) => {
+        let stats = match unpacked {
+            Ok(stats) => {
                 progress(Message::layer(
                     &id,
                     &Phase::Extracting {
@@ -368,14 +404,21 @@ impl Images {
                     },
                 ));
                 self.snapshots().commit_layer(prepared)?;
+                stats
             }
             Err(e) => {
                 let _ = self.snapshots().abort_layer(prepared);
                 return Err(e);
             }
-        }
+        };
         progress(Message::layer(&id, &Phase::PullComplete));
-        Ok(())
+        Ok(LayerReport {
+            digest: job.blob.digest.clone(),
+            size: job.blob.size,
+            downloaded: false,
+            elapsed: started.elapsed(),
+            unpack: stats,
+        })
     }
 }
 
@@ -398,7 +441,7 @@ fn layer_options(image: &str, job: &LayerJob) -> UnpackOptions {
 impl Images {
     /// Downloads a layer into the content store and unpacks it in the same pass: the
     /// bytes go to the ingest and, through a bounded channel, to an unpacking thread
-    /// (decompress, diff ID, files), so download and unpack overlap. Returns false,
+    /// (decompress, diff ID, files), so download and unpack overlap. Returns `None`,
     /// having changed nothing, when another pull fetched the blob meanwhile.
     fn stream_layer(
         &self,
@@ -407,7 +450,7 @@ impl Images {
         image: &str,
         job: &LayerJob,
         on_bytes: &mut dyn FnMut(u64, Option<u64>),
-    ) -> Result<bool> {
+    ) -> Result<Option<UnpackStats>> {
         let opts = layer_options(image, job);
         let prepared = self.snapshots().prepare_layer(&job.chain_id)?;
         let fs_dir = prepared.fs_dir();
@@ -447,13 +490,17 @@ impl Images {
             (fetched, unpacked)
         });
         match (fetched, unpacked) {
-            (Ok(FetchOutcome::Fetched), Ok(_)) => {
+            (Ok(FetchOutcome::Fetched), Ok(stats)) => {
                 self.snapshots().commit_layer(prepared)?;
-                Ok(true)
+                Ok(Some(stats))
+            }
+            (Ok(FetchOutcome::Fetched), Err(unpack)) => {
+                let _ = self.snapshots().abort_layer(prepared);
+                Err(unpack)
             }
             (Ok(_), _) => {
                 let _ = self.snapshots().abort_layer(prepared);
-                Ok(false)
+                Ok(None)
             }
             (Err(fetch), unpack) => {
                 let _ = self.snapshots().abort_layer(prepared);
