@@ -196,6 +196,22 @@ impl Images {
         self.fetch_blob_once(&registry, &repo, &image, config_desc, &mut |_, _| {})?;
         let config = self.config(&config_desc.digest)?;
         check_config(&image, &config, &manifest)?;
+        // A plain manifest names no platform: its config says, and an explicit
+        // `--platform` must match it (dockerd refuses the same way).
+        if let (Some(wanted), false) = (&options.platform, manifests.len() > 1) {
+            let have = Platform {
+                architecture: config.architecture.clone(),
+                os: config.os.clone(),
+                variant: config.variant.clone(),
+                ..Default::default()
+            };
+            if !wanted.accepts(&have) {
+                return Err(ImageError::NoMatchingPlatform {
+                    reference: image.clone(),
+                    platform: wanted.normalized().to_string(),
+                });
+            }
+        }
 
         let tags: Vec<String> = match reference.tag() {
             Some(_) if reference.digest().is_none() => vec![reference.to_string()],

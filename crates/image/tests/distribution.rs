@@ -342,6 +342,17 @@ fn pull_of_a_manifest_list_picks_the_platform() {
         Err(ImageError::NoMatchingPlatform { .. }) => {}
         other => panic!("expected NoMatchingPlatform, got {other:?}"),
     }
+    // A plain manifest: its config's platform must match an explicit one.
+    let options = PullOptions {
+        platform: Some(Platform::parse("linux/arm64").unwrap()),
+        ..Default::default()
+    };
+    match dst.pull(&client, &amd, &options, &|_| {}) {
+        Err(ImageError::NoMatchingPlatform { .. }) => {}
+        other => panic!("expected NoMatchingPlatform, got {other:?}"),
+    }
+    let r = dst.pull(&client, &arm, &options, &|_| {}).unwrap();
+    assert_eq!(r.image.id, arm_image.id);
 }
 
 #[test]
