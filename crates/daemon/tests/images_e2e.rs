@@ -22,11 +22,16 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
-        Self::start_with_auth(None)
+        Self::start_with(None, false)
+    }
+
+    fn start_with_auth(auth: Option<(&str, &str)>) -> Setup {
+        Self::start_with(auth, false)
     }
 
     /// With `Some((user, password))` the registry wants htpasswd basic auth.
-    fn start_with_auth(auth: Option<(&str, &str)>) -> Setup {
+    /// With `mirror`, the registry is also berthd's Docker Hub mirror.
+    fn start_with(auth: Option<(&str, &str)>, mirror: bool) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let registry_address = format!("127.0.0.1:{port}");
@@ -69,11 +74,12 @@ impl Setup {
             shim.display()
         );
         let config_file = dir.path().join("daemon.json");
-        std::fs::write(
-            &config_file,
-            format!(r#"{{"insecure-registries":["{registry_address}"]}}"#),
-        )
-        .unwrap();
+        let mut daemon_json = serde_json::json!({"insecure-registries": [registry_address]});
+        if mirror {
+            daemon_json["registry-mirrors"] =
+                serde_json::json!([format!("http://{registry_address}")]);
+        }
+        std::fs::write(&config_file, daemon_json.to_string()).unwrap();
         let socket = dir.path().join("exec/berth.sock");
         let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
         let child = Command::new(&berthd)
@@ -544,4 +550,82 @@ fn login_then_push_and_pull_from_a_registry_that_wants_a_password() {
     let mut tags: Vec<&str> = tags.split_whitespace().collect();
     tags.sort();
     assert_eq!(tags, vec!["v1", "v2"]);
+}
+
+/// `registry-mirrors` from daemon.json reach the client: `docker pull busybox` is served
+/// by the local registry acting as the Docker Hub mirror, and is named as from Hub.
+#[test]
+fn docker_hub_pulls_go_to_the_configured_mirror() {
+    let setup = Setup::start_with(None, true);
+    let tarball = busybox_rootfs(setup.dir.path());
+    let on_mirror = format!("{}/library/busybox:latest", setup.registry_address);
+    let id = setup.ok(&["import", tarball.to_str().unwrap(), &on_mirror]);
+    setup.ok(&["push", &on_mirror]);
+    setup.ok(&["rmi", &on_mirror]);
+
+    let pull = setup.ok(&["pull", "busybox"]);
+    assert!(
+        pull.contains("latest: Pulling from library/busybox"),
+        "{pull}"
+    );
+    assert!(
+        pull.contains("Status: Downloaded newer image for busybox:latest"),
+        "{pull}"
+    );
+    let inspect = setup.ok(&["inspect", "--format", "{{.Id}} {{.RepoTags}}", "busybox"]);
+    assert_eq!(inspect.trim(), format!("{} [busybox:latest]", id.trim()));
+    let run = setup.ok(&["run", "--rm", "busybox", "echo", "from the mirror"]);
+    assert_eq!(run.trim(), "from the mirror");
+}
+
+/// A layer that does not unpack to the diff ID its config names: the pull fails with
+/// docker's error line naming the layer, and no image is left.
+#[test]
+fn a_lying_layer_fails_the_pull_with_a_clear_error() {
+    use berth_image::digest::Digest;
+    use berth_image::model::media_type;
+    use berth_image::registry::{RegistryClient, RegistryConfig};
+
+    let setup = Setup::start();
+    let client = RegistryClient::new(RegistryConfig::new());
+    let registry = client.registry(&setup.registry_address);
+    let layer = std::fs::read(busybox_rootfs(setup.dir.path())).unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(b"something else").to_string()]},
+    }))
+    .unwrap();
+    for blob in [&layer[..], &config[..]] {
+        let mut reader = blob;
+        registry
+            .push_blob(
+                "liar",
+                &Digest::of(blob),
+                blob.len() as u64,
+                &mut reader,
+                None,
+                &mut |_, _| {},
+            )
+            .unwrap();
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": {"mediaType": media_type::OCI_CONFIG, "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": media_type::OCI_LAYER, "digest": Digest::of(&layer).to_string(), "size": layer.len()}],
+    }))
+    .unwrap();
+    registry
+        .put_manifest("liar", "latest", &manifest, media_type::OCI_MANIFEST)
+        .unwrap();
+
+    let out = setup.docker(&["pull", &format!("{}/liar", setup.registry_address)]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("Pulling fs layer"), "{stdout}");
+    assert!(stderr.contains("does not match diff ID"), "{stderr}");
+    assert!(stderr.contains(&Digest::of(&layer).to_string()), "{stderr}");
+    assert!(setup.ok(&["images", "-q"]).trim().is_empty());
 }
