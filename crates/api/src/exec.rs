@@ -80,9 +80,14 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
                 "application/vnd.docker.multiplexed-stream"
             };
             let stream = started.stream;
+            let detach = if started.tty {
+                Some(crate::containers::detach_keys(req)?)
+            } else {
+                None
+            };
             Ok(Response::Hijack {
                 content_type,
-                handler: Box::new(move |conn| Box::pin(splice(conn, stream))),
+                handler: Box::new(move |conn| Box::pin(splice(conn, stream, detach))),
             })
         }
         ("POST", [id, "resize"]) => {
@@ -99,7 +104,10 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
         }
         ("GET", [id, "json"]) => {
             let (e, key) = (engine.clone(), id.to_string());
-            Ok(Response::Json(200, blocking(move || e.exec_inspect(&key)).await?))
+            Ok(Response::Json(
+                200,
+                blocking(move || e.exec_inspect(&key)).await?,
+            ))
         }
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /exec/{rest}",

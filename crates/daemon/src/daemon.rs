@@ -124,6 +124,12 @@ impl Backend for DaemonBackend {
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
                 (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
+                ("GET", "system") if rest == "df" => {
+                    berth_api::system::disk_usage(&self.engine, &self.images).await
+                }
+                ("GET", "events") if rest.is_empty() => {
+                    berth_api::system::events(&self.engine, &req).await
+                }
                 (_, "images") => {
                     berth_api::images::handle(&self.engine, &self.images, &self.registry, &req, rest)
                         .await
@@ -158,7 +164,10 @@ impl DaemonBackend {
     fn info(&self) -> serde_json::Value {
         let c = &self.config;
         let containers = self.engine.list().unwrap_or_default();
-        let running = containers.iter().filter(|c| c.state.running && !c.state.paused).count();
+        let running = containers
+            .iter()
+            .filter(|c| c.state.running && !c.state.paused)
+            .count();
         let paused = containers.iter().filter(|c| c.state.paused).count();
         serde_json::json!({
             "Name": hostname(),
@@ -188,6 +197,11 @@ impl DaemonBackend {
             },
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Runtimes": {"berth": {"path": "berth-runtime"}},
+            "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+            "InitBinary": self.engine.config.init_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "ContainerdCommit": {"ID": concat!("berth-shim ", env!("CARGO_PKG_VERSION"))},
+            "RuncCommit": {"ID": concat!("berth-runtime ", env!("CARGO_PKG_VERSION"))},
+            "InitCommit": {"ID": init_version(&self.engine.config.init_path)},
             "Driver": "overlay2",
             "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
             "ID": daemon_id(&c.data_root),
@@ -204,7 +218,8 @@ fn daemon_id(data_root: &Path) -> String {
         return id.trim().to_string();
     }
     let mut buf = [0u8; 16];
-    let _ = fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
+    let _ = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
     let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
     let id = format!(
         "{}-{}-{}-{}-{}",
@@ -228,7 +243,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
         'g' => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.trim().parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| (n * mult as f64) as u64)
 }
 
 fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
@@ -239,10 +257,14 @@ fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("berth-shim"));
     let init_path = c.init_path.clone().or_else(|| {
-        ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/bin/tini"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
+        [
+            "/usr/bin/tini-static",
+            "/usr/bin/docker-init",
+            "/usr/bin/tini",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
     });
     Ok(EngineConfig {
         data_root: c.data_root.clone(),
@@ -312,9 +334,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         sockets.push(PathBuf::from(path));
     }
     let pidfile = config.pidfile.clone();
-    let images = Arc::new(
-        Images::open(&config.data_root).map_err(|e| DaemonError::Start(e.to_string()))?,
-    );
+    let images =
+        Arc::new(Images::open(&config.data_root).map_err(|e| DaemonError::Start(e.to_string()))?);
     let engine = Arc::new(
         Engine::open(
             engine_config(&config)?,

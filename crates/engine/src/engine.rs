@@ -107,6 +107,9 @@ pub struct Engine {
     next_ticket: std::sync::atomic::AtomicU64,
     /// Exec instances by ID (in memory, as dockerd keeps them).
     execs: Mutex<HashMap<String, crate::exec::Exec>>,
+    /// Per container: restarts since its last stable run (the back-off's exponent).
+    restart_attempts: Mutex<HashMap<String, u32>>,
+    pub events: crate::events::Events,
 }
 
 /// `docker wait`'s conditions.
@@ -130,7 +133,7 @@ impl WaitCondition {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     berth_runtime::state::now_rfc3339()
 }
 
@@ -167,6 +170,8 @@ impl Engine {
             pending_attach: Mutex::new(HashMap::new()),
             next_ticket: std::sync::atomic::AtomicU64::new(1),
             execs: Mutex::new(HashMap::new()),
+            restart_attempts: Mutex::new(HashMap::new()),
+            events: Default::default(),
         })
     }
 
@@ -211,6 +216,7 @@ impl Engine {
         if config.image.is_empty() {
             return Err(EngineError::Invalid("config.Image: no image given".into()));
         }
+        validate_host_config(&host)?;
         let image = self.images.resolve(&config.image).map_err(|e| match e {
             ImageServiceError::NotFound(_) => {
                 EngineError::NotFound(format!("No such image: {}", config.image))
@@ -218,6 +224,12 @@ impl Engine {
             other => other.into(),
         })?;
         let id = random_id()?;
+        let mut host = host;
+        if host.log_config.typ.is_empty() {
+            // The daemon's driver, as dockerd fills it in (clients read it: docker-py
+            // only collects the output of `run` when it says json-file).
+            host.log_config.typ = "json-file".into();
+        }
         // Render once with a placeholder root to report bad settings now, as a 400,
         // rather than at start.
         let mut cfg = config.clone();
@@ -227,6 +239,7 @@ impl Engine {
         if cfg.stop_signal.is_none() {
             cfg.stop_signal = image.stop_signal.clone();
         }
+        cfg.healthcheck = crate::health::merge(cfg.healthcheck.take(), image.healthcheck.as_ref());
         let probe = SpecInput {
             id: &id,
             config: &cfg,
@@ -291,6 +304,7 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e.into());
         }
+        self.container_event(&record, "create", &[]);
         Ok(record)
     }
 
@@ -341,6 +355,29 @@ impl Engine {
 
     pub fn start(self: &Arc<Self>, key: &str) -> Result<()> {
         let id = self.resolve(key)?;
+        let result = self.start_resolved(&id);
+        if result.is_ok() {
+            // After start_resolved has let go of the container's lock.
+            if let Ok(c) = self.get(&id) {
+                self.monitor_health(&c);
+            }
+        }
+        if let Err(e) = &result {
+            // A container that could not start is removed at once when it was made
+            // with --rm (the client waits for its removal), as dockerd does.
+            let auto_remove = self
+                .store
+                .get::<Container>(&id)
+                .is_ok_and(|c| c.host_config.auto_remove && !c.state.running);
+            if auto_remove && !matches!(e, EngineError::NotModified) {
+                let _ = self.remove(&id, true);
+            }
+        }
+        result
+    }
+
+    fn start_resolved(self: &Arc<Self>, id: &str) -> Result<()> {
+        let id = id.to_string();
         let lock = self.lock_for(&id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c: Container = self.store.get(&id)?;
@@ -418,6 +455,7 @@ impl Engine {
         };
         c.manually_stopped = false;
         self.save(&c)?;
+        self.container_event(&c, "start", &[]);
         self.watch(id);
         Ok(())
     }
@@ -506,9 +544,57 @@ impl Engine {
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
     }
 
-    pub(crate) fn execs(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
+    /// A container event, with the attributes Docker gives it (image, name, labels).
+    pub fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        let mut attrs: std::collections::BTreeMap<String, String> = c
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        attrs.insert("image".into(), c.config.image.clone());
+        attrs.insert("name".into(), c.name.trim_start_matches('/').to_string());
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.clone());
+        }
+        self.events.publish("container", action, &c.id, attrs);
+    }
+
+    pub(crate) fn restart_attempts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.restart_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes a stored container under its lock (no-op when it is gone).
+    pub(crate) fn update_record(&self, id: &str, change: impl FnOnce(&mut Container)) {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(mut c) = self.store.get::<Container>(id) {
+            change(&mut c);
+            let _ = self.save(&c);
+        }
+    }
+
+    pub(crate) fn mark_restarting(&self, id: &str) {
+        self.update_record(id, |c| {
+            c.state.restarting = true;
+            c.state.status = "restarting".into();
+        });
+    }
+
+    pub(crate) fn clear_restarting(&self, id: &str) {
+        self.update_record(id, |c| {
+            c.state.restarting = false;
+            c.state.status = "exited".into();
+        });
+    }
+
+    pub(crate) fn count_restart(&self, id: &str) {
+        self.update_record(id, |c| c.restart_count += 1);
+    }
+
+    pub(crate) fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
         self.execs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -530,7 +616,10 @@ impl Engine {
 
     /// The attach client has connected, or given up: a later start need not wait.
     pub fn attach_settled(&self, id: &str, ticket: u64) {
-        let mut pending = self.pending_attach.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self
+            .pending_attach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(t) = pending.get_mut(id) {
             t.retain(|x| *x != ticket);
             if t.is_empty() {
@@ -553,11 +642,17 @@ impl Engine {
     pub fn restore(self: &Arc<Self>) -> Result<()> {
         for c in self.list()? {
             if !c.state.running {
+                // A crash between mounting the rootfs and starting (or after an exit
+                // that was never recorded) leaves a mount nobody uses.
+                let _ = self.images.unmount_rootfs(&c.id);
                 continue;
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
             match client.state() {
-                Ok(s) if s.exit_code.is_none() => self.watch(c.id.clone()),
+                Ok(s) if s.exit_code.is_none() => {
+                    self.monitor_health(&c);
+                    self.watch(c.id.clone())
+                }
                 Ok(s) => {
                     let code = s.exit_code.unwrap_or(255);
                     self.on_exit(&c.id, (code, s.exited_at.unwrap_or_else(now), s.oom_killed));
@@ -570,6 +665,7 @@ impl Engine {
                 }
             }
         }
+        self.restart_on_daemon_start();
         Ok(())
     }
 
@@ -594,7 +690,7 @@ impl Engine {
             });
     }
 
-    fn on_exit(&self, id: &str, (code, at, oom): (i32, String, bool)) {
+    fn on_exit(self: &Arc<Self>, id: &str, (code, at, oom): (i32, String, bool)) {
         let lock = self.lock_for(id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Ok(mut c) = self.store.get::<Container>(id) else {
@@ -616,9 +712,15 @@ impl Engine {
             e.1 = code;
         }
         let _ = self.save(&c);
+        drop(_guard);
+        if oom {
+            self.container_event(&c, "oom", &[]);
+        }
+        self.container_event(&c, "die", &[("exitCode", code.to_string())]);
         if c.host_config.auto_remove {
-            drop(_guard);
             let _ = self.remove(id, true);
+        } else {
+            self.schedule_restart(&c, code);
         }
     }
 
@@ -631,6 +733,20 @@ impl Engine {
             )));
         }
         ShimClient::new(&c.id, &self.config.state_dir(&c.id)).kill(signal, false)?;
+        self.container_event(&c, "kill", &[("signal", signal.to_string())]);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/resize`: the init's tty.
+    pub fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        let c = self.get(key)?;
+        if !c.state.running {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        ShimClient::new(&c.id, &self.config.state_dir(&c.id)).resize(height, width, None)?;
         Ok(())
     }
 
@@ -662,6 +778,16 @@ impl Engine {
 
     pub fn stop(&self, key: &str, timeout: Option<i64>) -> Result<()> {
         let mut c = self.get(key)?;
+        if c.state.restarting {
+            // Waiting for its next restart: stopping it cancels that.
+            self.update_record(&c.id, |c| {
+                c.manually_stopped = true;
+                c.state.restarting = false;
+                c.state.status = "exited".into();
+            });
+            self.notify();
+            return Ok(());
+        }
         if !c.state.running {
             return Err(EngineError::NotModified);
         }
@@ -675,21 +801,28 @@ impl Engine {
             .and_then(signal_number)
             .unwrap_or(libc::SIGTERM);
         let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
-        let _ = client.kill(signal, false);
+        if client.kill(signal, false).is_ok() {
+            self.container_event(&c, "kill", &[("signal", signal.to_string())]);
+        }
         if secs >= 0 {
             let after = self.wait_stopped(
                 &c.id,
                 Some(Instant::now() + Duration::from_secs(secs as u64)),
             )?;
             if !after.state.running {
+                self.container_event(&c, "stop", &[]);
                 return Ok(());
             }
         } else {
             self.wait_stopped(&c.id, None)?;
+            self.container_event(&c, "stop", &[]);
             return Ok(());
         }
-        let _ = client.kill(libc::SIGKILL, true);
+        if client.kill(libc::SIGKILL, true).is_ok() {
+            self.container_event(&c, "kill", &[("signal", libc::SIGKILL.to_string())]);
+        }
         self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
+        self.container_event(&c, "stop", &[]);
         Ok(())
     }
 
@@ -767,6 +900,7 @@ impl Engine {
         let _ = std::fs::remove_dir_all(self.config.container_dir(&c.id));
         self.store.remove(&c.id)?;
         self.notify();
+        self.container_event(&c, "destroy", &[]);
         Ok(())
     }
 
@@ -790,6 +924,59 @@ impl Waiter<'_> {
     pub fn wait(self) -> Result<i32> {
         self.engine.wait_from(&self.id, self.condition, self.start)
     }
+}
+
+/// The HostConfig checks dockerd makes at create, with its messages.
+fn validate_host_config(h: &HostConfig) -> Result<()> {
+    let policy = &h.restart_policy;
+    match policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if policy.maximum_retry_count < 0 {
+        return Err(EngineError::Invalid(
+            "invalid restart policy: maximum retry count cannot be negative".into(),
+        ));
+    }
+    if policy.maximum_retry_count > 0 && policy.name != "on-failure" {
+        return Err(EngineError::Invalid(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure', not '{}'",
+            policy.name
+        )));
+    }
+    if h.auto_remove && !matches!(policy.name.as_str(), "" | "no") {
+        return Err(EngineError::Invalid(
+            "can't create 'AutoRemove' container with restart policy".into(),
+        ));
+    }
+    for (field, value) in [
+        ("CpusetCpus", &h.cpuset_cpus),
+        ("CpusetMems", &h.cpuset_mems),
+    ] {
+        if !value.is_empty() && !valid_cpu_list(value) {
+            let what = if field == "CpusetCpus" {
+                "cpus"
+            } else {
+                "mems"
+            };
+            return Err(EngineError::Invalid(format!(
+                "Invalid value {value} for cpuset {what}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `0-2,4`: comma-separated numbers and ascending ranges.
+fn valid_cpu_list(s: &str) -> bool {
+    s.split(',').all(|part| match part.split_once('-') {
+        Some((a, b)) => matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= b),
+        None => part.parse::<u32>().is_ok(),
+    })
 }
 
 /// "SIGTERM", "TERM", "15" → 15.

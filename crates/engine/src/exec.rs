@@ -171,12 +171,8 @@ impl Engine {
                 .pointer("/root/path")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let resolved = user::resolve(
-                Path::new(rootfs),
-                &config.user,
-                &c.host_config.group_add,
-            )
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            let resolved = user::resolve(Path::new(rootfs), &config.user, &c.host_config.group_add)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
             process["user"] = json!({
                 "uid": resolved.uid,
                 "gid": resolved.gid,
@@ -199,7 +195,10 @@ impl Engine {
     /// `POST /exec/{id}/resize`.
     pub fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
         let exec = self.exec_get(id)?;
-        let client = ShimClient::new(&exec.container_id, &self.config.state_dir(&exec.container_id));
+        let client = ShimClient::new(
+            &exec.container_id,
+            &self.config.state_dir(&exec.container_id),
+        );
         client.resize(height, width, Some(id))?;
         Ok(())
     }
@@ -210,8 +209,10 @@ impl Engine {
         let (running, exit_code, pid) = if let Some(code) = exec.failed {
             (false, Some(code), 0)
         } else if exec.started {
-            let client =
-                ShimClient::new(&exec.container_id, &self.config.state_dir(&exec.container_id));
+            let client = ShimClient::new(
+                &exec.container_id,
+                &self.config.state_dir(&exec.container_id),
+            );
             match client.exec_state(id) {
                 Ok(s) => (s.running, s.exit_code, exec.pid),
                 // The shim is gone with its container: the exec ended with it.
