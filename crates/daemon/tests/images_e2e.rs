@@ -629,3 +629,31 @@ fn a_lying_layer_fails_the_pull_with_a_clear_error() {
     assert!(stderr.contains(&Digest::of(&layer).to_string()), "{stderr}");
     assert!(setup.ok(&["images", "-q"]).trim().is_empty());
 }
+
+/// The Docker SDK for Python (the lead's lifecycle script) with a registry given, so
+/// that it also pulls through berthd.
+#[test]
+fn docker_py_pulls_from_the_registry() {
+    let setup = Setup::start();
+    let tarball = busybox_rootfs(setup.dir.path());
+    setup.ok(&["import", tarball.to_str().unwrap(), "busybox:latest"]);
+    let remote = format!("{}/sdk/busybox:latest", setup.registry_address);
+    setup.ok(&["tag", "busybox:latest", &remote]);
+    setup.ok(&["push", &remote]);
+    setup.ok(&["rmi", &remote]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/docker_py.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(format!("unix://{}", setup.socket.display()))
+        .arg(&remote)
+        .output()
+        .expect("python3 with the docker SDK (scripts/setup) must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "docker-py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pulled sha256:"), "{stdout}");
+    assert!(stdout.ends_with("ok\n"), "{stdout}");
+}
