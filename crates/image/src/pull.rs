@@ -369,10 +369,21 @@ impl Images {
                 unpack: stats,
             });
         }
-        // Already here, or fetched meanwhile by another pull: unpack from the store.
+        // Already here, or fetched meanwhile by another pull: unpack from the store,
+        // unless that pull unpacked it too.
         self.fetch_blob_once(registry, repo, image, &job.blob, &mut on_bytes)?;
         progress(Message::layer(&id, &Phase::Verifying));
         progress(Message::layer(&id, &Phase::DownloadComplete));
+        if self.snapshots().has_layer(&job.chain_id) {
+            progress(Message::layer(&id, &Phase::PullComplete));
+            return Ok(LayerReport {
+                digest: job.blob.digest.clone(),
+                size: job.blob.size,
+                downloaded: false,
+                elapsed: started.elapsed(),
+                unpack: UnpackStats::default(),
+            });
+        }
 
         let file = self.content().open_blob(&job.blob.digest)?;
         let total = job.blob.size;
