@@ -41,6 +41,10 @@ pub struct LoadedImage {
     pub repo_tags: Vec<String>,
 }
 
+/// All the JSON an archive may hold in memory while it loads (configs of the legacy
+/// format, `manifest.json`, `index.json`): far above any real archive's.
+const MAX_ARCHIVE_METADATA: u64 = 64 << 20;
+
 const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -202,6 +206,7 @@ impl Images {
         let mut small: HashMap<PathBuf, Vec<u8>> = HashMap::new();
         let mut blobs: HashMap<PathBuf, Digest> = HashMap::new();
         let mut links: HashMap<PathBuf, PathBuf> = HashMap::new();
+        let mut metadata_bytes = 0u64;
         let mut archive = tar::Archive::new(reader);
         let entries = archive
             .entries()
@@ -236,7 +241,8 @@ impl Images {
             }
             if is_metadata(&path) {
                 let size = entry.header().size().unwrap_or(u64::MAX);
-                if size > MAX_METADATA_BLOB {
+                metadata_bytes = metadata_bytes.saturating_add(size);
+                if size > MAX_METADATA_BLOB || metadata_bytes > MAX_ARCHIVE_METADATA {
                     return Err(ImageError::invalid(
                         format!("image archive: {}", path.display()),
                         format!("{size} bytes is too large"),
