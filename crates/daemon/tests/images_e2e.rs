@@ -396,6 +396,17 @@ fn push_pull_save_load_and_run_through_the_docker_cli() {
     let run = setup.ok(&["run", "--rm", &remote, "echo", "ok"]);
     assert_eq!(run.trim(), "ok");
 
+    // `docker run` of an image not here: the CLI pulls it, then runs it.
+    setup.ok(&["rmi", &remote]);
+    let out = setup.docker(&["run", "--rm", &remote, "echo", "pulled then ran"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Unable to find image"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pulled then ran"
+    );
+
     // Errors as docker shows them.
     let missing = setup.docker(&["pull", &format!("{}/nothing:here", setup.registry_address)]);
     assert!(!missing.status.success());
