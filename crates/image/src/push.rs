@@ -114,7 +114,7 @@ impl Images {
     ) -> Result<PushedTag> {
         let repo = target.path().to_string();
         let tag = target.tag().unwrap_or(crate::reference::DEFAULT_TAG);
-        let stored = self.image_manifest(record)?;
+        let stored = self.distributable_manifest(record)?;
         let manifest = &stored.manifest;
         // A repository of the same registry this image came from or went to: its
         // blobs can be mounted rather than sent ("Mounted from …").
@@ -237,44 +237,104 @@ impl Images {
     /// has none (a legacy `docker load`), one is written now from its blobs.
     pub fn image_manifest(&self, record: &ImageRecord) -> Result<StoredManifest> {
         for digest in &record.manifest_digests {
-            let Ok(bytes) = self.content().read_blob(digest, MAX_METADATA_BLOB) else {
-                continue;
-            };
-            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
-                continue;
-            };
-            if manifest.config.digest != record.id
-                || manifest.layers.is_empty() && !record.diff_ids.is_empty()
-            {
-                continue;
+            if let Some(stored) = self.stored_manifest(record, digest) {
+                return Ok(stored);
             }
-            let media_type = manifest.media_type.clone().unwrap_or_else(|| {
-                if manifest.config.media_type == media_type::DOCKER_CONFIG {
-                    media_type::DOCKER_MANIFEST.to_string()
-                } else {
-                    media_type::OCI_MANIFEST.to_string()
-                }
-            });
-            return Ok(StoredManifest {
-                digest: digest.clone(),
-                bytes,
-                media_type,
-                manifest,
-            });
         }
         self.write_manifest(record)
     }
 
+    /// The manifest to push: layers compressed, as `docker push` sends them. An image
+    /// whose layers are plain tars (imported, committed, loaded from Docker's archive)
+    /// gets its layers gzipped once; the manifest of those is kept with the image.
+    pub fn distributable_manifest(&self, record: &ImageRecord) -> Result<StoredManifest> {
+        let stored = self.image_manifest(record)?;
+        if !stored.manifest.layers.iter().any(is_plain_layer) {
+            return Ok(stored);
+        }
+        for digest in &record.manifest_digests {
+            if let Some(candidate) = self.stored_manifest(record, digest) {
+                if !candidate.manifest.layers.iter().any(is_plain_layer) {
+                    return Ok(candidate);
+                }
+            }
+        }
+        let mut lease = self.lease();
+        let mut layers = Vec::new();
+        for layer in &stored.manifest.layers {
+            if !is_plain_layer(layer) {
+                layers.push(layer.clone());
+                continue;
+            }
+            let mut source = self.content().open_blob(&layer.digest)?;
+            let ingest = self.content().writer(None, None)?;
+            let mut gzip = flate2::write::GzEncoder::new(ingest, flate2::Compression::default());
+            std::io::copy(&mut source, &mut gzip)
+                .map_err(|e| ImageError::io(format!("compressing layer {}", layer.digest), e))?;
+            let ingest = gzip
+                .finish()
+                .map_err(|e| ImageError::io(format!("compressing layer {}", layer.digest), e))?;
+            let size = ingest.written();
+            let digest = ingest.commit()?;
+            lease.protect(&digest);
+            layers.push(Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size));
+        }
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.into()),
+            config: stored.manifest.config.clone(),
+            layers,
+            annotations: None,
+        };
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| ImageError::invalid("serialising a manifest", e))?;
+        let digest = self.content().write_blob(&bytes)?;
+        let mut with_manifest = ImageRecord::new(record.id.clone(), record.diff_ids.clone());
+        with_manifest.manifest_digests = vec![digest.clone()];
+        with_manifest.layer_digests = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        self.store().add(with_manifest)?;
+        drop(lease);
+        Ok(StoredManifest {
+            digest,
+            bytes,
+            media_type: media_type::OCI_MANIFEST.into(),
+            manifest,
+        })
+    }
+
+    /// The manifest `digest` if it is one of `record`'s image.
+    fn stored_manifest(&self, record: &ImageRecord, digest: &Digest) -> Option<StoredManifest> {
+        let bytes = self.content().read_blob(digest, MAX_METADATA_BLOB).ok()?;
+        let manifest = serde_json::from_slice::<Manifest>(&bytes).ok()?;
+        if manifest.config.digest != record.id || manifest.layers.len() != record.diff_ids.len() {
+            return None;
+        }
+        let media_type = manifest.media_type.clone().unwrap_or_else(|| {
+            if manifest.config.media_type == media_type::DOCKER_CONFIG {
+                media_type::DOCKER_MANIFEST.to_string()
+            } else {
+                media_type::OCI_MANIFEST.to_string()
+            }
+        });
+        Some(StoredManifest {
+            digest: digest.clone(),
+            bytes,
+            media_type,
+            manifest,
+        })
+    }
+
     /// Writes an OCI manifest for an image from its config and layer blobs.
     fn write_manifest(&self, record: &ImageRecord) -> Result<StoredManifest> {
-        if record.layer_digests.len() != record.diff_ids.len() {
+        if record.layer_digests.len() < record.diff_ids.len() {
             return Err(ImageError::invalid(
                 format!("image {}", record.id),
                 "its layer blobs are not known",
             ));
         }
         let mut layers = Vec::new();
-        for digest in &record.layer_digests {
+        // The first ones are the image's own; compressed copies made for a push follow.
+        for digest in &record.layer_digests[..record.diff_ids.len()] {
             let size = self.content().size(digest)?;
             let mut head = [0u8; 6];
             let mut file = self.content().open_blob(digest)?;
@@ -326,4 +386,10 @@ pub(crate) fn read_head(reader: &mut dyn std::io::Read, buf: &mut [u8]) -> std::
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A layer sent as a plain tar.
+fn is_plain_layer(layer: &Descriptor) -> bool {
+    layer.media_type == media_type::OCI_LAYER
+        || layer.media_type == "application/vnd.docker.image.rootfs.diff.tar"
 }

@@ -839,3 +839,57 @@ fn skopeo_and_umoci_agree_with_berth() {
     let layer = third.snapshots().layer_dir(&rec.chain_ids[0]);
     assert_eq!(std::fs::read(layer.join("etc/marker")).unwrap(), b"tools");
 }
+
+#[test]
+fn plain_tar_layers_are_pushed_gzipped_and_the_copy_survives_gc() {
+    let registry = RealRegistry::start();
+    let client = client();
+    let dir = tempfile::tempdir().unwrap();
+    let images = Images::open(dir.path()).unwrap();
+    let name = format!("{}/plain", registry.address);
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&rootfs("plain")[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    let made = images
+        .import(
+            &mut Cursor::new(plain),
+            &ImportOptions {
+                reference: Some(name.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let pushed = images
+        .push(&client, &name, None, &PushOptions::default(), &|_| {})
+        .unwrap();
+    let reg = client.registry(&registry.address);
+    let manifest = reg.get_manifest("plain", "latest").unwrap();
+    assert_eq!(manifest.digest, pushed[0].digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        media_type::OCI_LAYER_GZIP
+    );
+    assert_eq!(manifest["config"]["digest"], made.id.to_string());
+
+    images.gc().unwrap();
+    let lines = Lines::default();
+    let again = images
+        .push(&client, &name, None, &PushOptions::default(), &|m| {
+            lines.push(m)
+        })
+        .unwrap();
+    assert_eq!(again[0].digest, pushed[0].digest, "the same gzipped copy");
+    assert!(lines
+        .statuses()
+        .contains(&"Layer already exists".to_string()));
+
+    let dst_dir = tempfile::tempdir().unwrap();
+    let dst = Images::open(dst_dir.path()).unwrap();
+    let pulled = dst
+        .pull(&client, &name, &PullOptions::default(), &|_| {})
+        .unwrap();
+    assert_eq!(pulled.image.id, made.id);
+    assert_eq!(pulled.image.diff_ids, made.diff_ids);
+}
