@@ -57,6 +57,46 @@ impl RegistrySettings {
     }
 }
 
+/// `/info`'s `RegistryConfig`, as dockerd shows it: the insecure CIDRs (loopback
+/// always), one `IndexConfigs` entry per insecure registry and Docker Hub's with its
+/// mirrors, and the mirrors with a trailing slash.
+pub fn registry_info(insecure: &[String], mirrors: &[String]) -> Value {
+    let mirrors: Vec<String> = mirrors
+        .iter()
+        .map(|m| format!("{}/", m.trim_end_matches('/')))
+        .collect();
+    let mut cidrs = Vec::new();
+    let mut indexes = serde_json::Map::new();
+    for entry in insecure {
+        let entry = entry
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
+        if entry.contains('/') {
+            cidrs.push(entry.to_string());
+        } else {
+            indexes.insert(
+                entry.to_string(),
+                json!({"Name": entry, "Mirrors": [], "Secure": false, "Official": false}),
+            );
+        }
+    }
+    if !cidrs.iter().any(|c| c == "127.0.0.0/8") {
+        cidrs.push("127.0.0.0/8".into());
+    }
+    indexes.insert(
+        "docker.io".into(),
+        json!({"Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true}),
+    );
+    json!({
+        "AllowNondistributableArtifactsCIDRs": null,
+        "AllowNondistributableArtifactsHostnames": null,
+        "InsecureRegistryCIDRs": cidrs,
+        "IndexConfigs": indexes,
+        "Mirrors": mirrors,
+    })
+}
+
 /// Docker's `AuthConfig` (the `X-Registry-Auth` header, the `/auth` body).
 #[derive(Debug, Default, serde::Deserialize)]
 struct AuthConfig {

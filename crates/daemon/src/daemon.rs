@@ -190,11 +190,7 @@ impl DaemonBackend {
             "ContainersStopped": containers.len() - running - paused,
             "Images": self.images.list().len(),
             "InsecureRegistries": c.insecure_registries,
-            "RegistryConfig": {
-                "InsecureRegistryCIDRs": [],
-                "IndexConfigs": {},
-                "Mirrors": c.registry_mirrors,
-            },
+            "RegistryConfig": berth_api::distribution::registry_info(&c.insecure_registries, &c.registry_mirrors),
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Runtimes": {"berth": {"path": "berth-runtime"}},
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},

@@ -568,6 +568,22 @@ fn login_then_push_and_pull_from_a_registry_that_wants_a_password() {
 #[test]
 fn docker_hub_pulls_go_to_the_configured_mirror() {
     let setup = Setup::start_with(None, true);
+    // `docker info` shows them as it does for dockerd.
+    let info = setup.ok(&["info"]);
+    let insecure = format!(
+        "Insecure Registries:\n  {}\n  ::1/128\n  127.0.0.0/8\n",
+        setup.registry_address
+    );
+    let insecure_v4 = format!(
+        "Insecure Registries:\n  {}\n  127.0.0.0/8\n",
+        setup.registry_address
+    );
+    assert!(
+        info.contains(&insecure) || info.contains(&insecure_v4),
+        "{info}"
+    );
+    let mirrors = format!("Registry Mirrors:\n  http://{}/\n", setup.registry_address);
+    assert!(info.contains(&mirrors), "{info}");
     let tarball = busybox_rootfs(setup.dir.path());
     let on_mirror = format!("{}/library/busybox:latest", setup.registry_address);
     let id = setup.ok(&["import", tarball.to_str().unwrap(), &on_mirror]);
