@@ -561,6 +561,17 @@ fn login_then_push_and_pull_from_a_registry_that_wants_a_password() {
     let mut tags: Vec<&str> = tags.split_whitespace().collect();
     tags.sort();
     assert_eq!(tags, vec!["v1", "v2"]);
+    let digests = setup.ok(&["images", "--digests", "--format", "{{.Digest}}", &repo]);
+    assert!(
+        digests.lines().all(|d| d.starts_with("sha256:")),
+        "{digests}"
+    );
+
+    // push --all-tags: every tag of the repository, each with its digest line.
+    let all = setup.ok(&["push", "--all-tags", &repo]);
+    assert!(all.contains("v1: digest: sha256:"), "{all}");
+    assert!(all.contains("v2: digest: sha256:"), "{all}");
+    assert!(all.contains("Layer already exists"), "{all}");
 }
 
 /// `registry-mirrors` from daemon.json reach the client: `docker pull busybox` is served
