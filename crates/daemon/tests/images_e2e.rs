@@ -81,23 +81,7 @@ impl Setup {
         }
         std::fs::write(&config_file, daemon_json.to_string()).unwrap();
         let socket = dir.path().join("exec/berth.sock");
-        let log = std::fs::File::create(dir.path().join("berthd.log")).unwrap();
-        let child = Command::new(&berthd)
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("-p")
-            .arg(dir.path().join("berthd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .arg("--config-file")
-            .arg(&config_file)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting berthd");
+        let child = spawn_berthd(dir.path(), &socket);
         let setup = Setup {
             dir,
             registry: Some(registry),
@@ -107,6 +91,16 @@ impl Setup {
         };
         setup.wait_ready();
         setup
+    }
+
+    /// `kill -9` of berthd, then a new one on the same directories.
+    fn kill_and_restart_berthd(&mut self) {
+        if let Some(mut child) = self.berthd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.berthd = Some(spawn_berthd(self.dir.path(), &self.socket));
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -179,6 +173,33 @@ impl Drop for Setup {
         }
         unmount_under(&self.dir.path().join("data"));
     }
+}
+
+/// berthd on `dir`'s data-root, exec-root, pidfile and daemon.json, logging to
+/// `berthd.log` (appended, so a restart keeps the first one's lines).
+fn spawn_berthd(dir: &Path, socket: &Path) -> Child {
+    let berthd = PathBuf::from(env!("CARGO_BIN_EXE_berthd"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("berthd.log"))
+        .unwrap();
+    Command::new(&berthd)
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("-p")
+        .arg(dir.join("berthd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting berthd")
 }
 
 /// Lazily unmounts whatever is still mounted under `root`, deepest first.
@@ -699,4 +720,105 @@ print(image.id, image.tags)
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout.trim(), format!("{} ['{remote}']", id.trim()));
+}
+
+/// `kill -9` of berthd in the middle of a pull loses nothing and leaves nothing: the
+/// restarted berthd has no image and no half-written blob, and the pull then succeeds.
+#[test]
+fn berthd_killed_mid_pull_leaves_a_clean_store() {
+    use berth_image::digest::Digest;
+    use berth_image::model::media_type;
+    use berth_image::registry::{RegistryClient, RegistryConfig};
+    use std::io::BufRead;
+
+    let mut setup = Setup::start();
+    // Three layers of 8 MiB of random bytes (the same bytes under three names): slow
+    // enough to be caught mid-download.
+    let client = RegistryClient::new(RegistryConfig::new());
+    let registry = client.registry(&setup.registry_address);
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut data = vec![0u8; 8 << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut data))
+        .unwrap();
+    for n in 0..3 {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        tar.append_data(&mut h, format!("blob{n}"), &data[..])
+            .unwrap();
+        let tar = tar.into_inner().unwrap();
+        diff_ids.push(Digest::of(&tar).to_string());
+        layers.push(tar);
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    for blob in layers.iter().map(|l| &l[..]).chain([&config[..]]) {
+        let mut reader = blob;
+        registry
+            .push_blob(
+                "big",
+                &Digest::of(blob),
+                blob.len() as u64,
+                &mut reader,
+                None,
+                &mut |_, _| {},
+            )
+            .unwrap();
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": {"mediaType": media_type::OCI_CONFIG, "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": media_type::OCI_LAYER,
+            "digest": Digest::of(l).to_string(),
+            "size": l.len(),
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    registry
+        .put_manifest("big", "latest", &manifest, media_type::OCI_MANIFEST)
+        .unwrap();
+    let name = format!("{}/big", setup.registry_address);
+
+    let mut pull = Command::new("docker")
+        .args(["pull", &name])
+        .env("DOCKER_HOST", format!("unix://{}", setup.socket.display()))
+        .env("DOCKER_CONFIG", setup.dir.path().join("docker-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = pull.stdout.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap_or_default();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Pulling fs layer") {
+            break;
+        }
+    }
+    assert!(seen.contains("Pulling fs layer"), "{seen}");
+    setup.kill_and_restart_berthd();
+    let _ = pull.wait();
+
+    assert!(setup.ok(&["images", "-q"]).trim().is_empty());
+    let ingest = setup.dir.path().join("data/content/ingest");
+    let left: Vec<_> = std::fs::read_dir(&ingest)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "half-written blobs left: {left:?}");
+
+    let out = setup.ok(&["pull", &name]);
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    let id = setup.ok(&["inspect", "--format", "{{.Id}}", &name]);
+    assert_eq!(id.trim(), Digest::of(&config).to_string());
 }
