@@ -342,6 +342,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     engine
         .restore()
         .map_err(|e| DaemonError::Start(e.to_string()))?;
+    // What a crash left of pulls and loads (blobs and layers no image or container
+    // uses) goes now.
+    images
+        .gc()
+        .map_err(|e| DaemonError::Start(format!("image garbage collection: {e}")))?;
     let registry = Arc::new(registry_settings(&config)?);
     let backend: Arc<dyn Backend> = Arc::new(DaemonBackend {
         config,

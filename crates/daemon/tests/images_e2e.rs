@@ -816,6 +816,13 @@ fn berthd_killed_mid_pull_leaves_a_clean_store() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "half-written blobs left: {left:?}");
+    let blobs: Vec<_> = std::fs::read_dir(setup.dir.path().join("data/content/blobs/sha256"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        blobs.is_empty(),
+        "blobs of the interrupted pull left: {blobs:?}"
+    );
 
     let out = setup.ok(&["pull", &name]);
     assert!(out.contains("Downloaded newer image"), "{out}");
