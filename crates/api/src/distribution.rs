@@ -375,3 +375,72 @@ pub async fn auth(registry: &Arc<RegistrySettings>, req: &Request) -> Result<Res
         json!({"Status": "Login Succeeded", "IdentityToken": ""}),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn request_with_auth(header: Option<&str>) -> Request {
+        let mut headers = HashMap::new();
+        if let Some(h) = header {
+            headers.insert("x-registry-auth".to_string(), h.to_string());
+        }
+        Request {
+            method: "POST".into(),
+            path: "/images/create".into(),
+            query: HashMap::new(),
+            query_pairs: Vec::new(),
+            api_version: (1, 50),
+            headers,
+            body: Bytes::new(),
+            upload: std::sync::Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn registry_auth_header_in_the_encodings_clients_send() {
+        let json = r#"{"username":"u","password":"p?>","serveraddress":"127.0.0.1:5000"}"#;
+        for engine in [
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            base64::engine::general_purpose::STANDARD,
+        ] {
+            let header = engine.encode(json);
+            let auth = registry_auth(&request_with_auth(Some(&header)))
+                .unwrap()
+                .unwrap();
+            let credentials = auth.credentials().unwrap();
+            assert_eq!(credentials.username, "u");
+            assert_eq!(credentials.password, "p?>");
+        }
+        // What the CLI sends when it has no credentials.
+        for empty in [None, Some(""), Some("e30="), Some("e30")] {
+            let auth = registry_auth(&request_with_auth(empty)).unwrap();
+            assert!(
+                auth.and_then(AuthConfig::credentials).is_none(),
+                "{empty:?}"
+            );
+        }
+        let err = registry_auth(&request_with_auth(Some("!!!"))).unwrap_err();
+        assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn registry_info_as_dockerd_shows_it() {
+        let info = registry_info(
+            &["10.1.0.0/16".into(), "http://myreg:5000/".into()],
+            &["https://mirror.example".into()],
+        );
+        assert_eq!(
+            info["InsecureRegistryCIDRs"],
+            json!(["10.1.0.0/16", "127.0.0.0/8"])
+        );
+        assert_eq!(info["IndexConfigs"]["myreg:5000"]["Secure"], false);
+        assert_eq!(
+            info["IndexConfigs"]["docker.io"]["Mirrors"],
+            json!(["https://mirror.example/"])
+        );
+        assert_eq!(info["Mirrors"], json!(["https://mirror.example/"]));
+    }
+}
