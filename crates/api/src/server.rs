@@ -159,6 +159,14 @@ pub enum Response {
         content_type: &'static str,
         body: tokio::sync::mpsc::Receiver<Bytes>,
     },
+    /// A streamed (or, with no body, empty) answer with extra headers
+    /// (`X-Docker-Container-Path-Stat` of `docker cp`).
+    WithHeaders {
+        status: u16,
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    },
     /// Take over the connection (101 when the client asked for an upgrade).
     Hijack {
         content_type: &'static str,
@@ -173,6 +181,7 @@ impl std::fmt::Debug for Response {
             Response::Text(s, t) => write!(f, "Text({s}, {t:?})"),
             Response::Empty(s) => write!(f, "Empty({s})"),
             Response::Stream { status, .. } => write!(f, "Stream({status})"),
+            Response::WithHeaders { status, .. } => write!(f, "WithHeaders({status})"),
             Response::Hijack { .. } => write!(f, "Hijack"),
         }
     }
@@ -380,6 +389,23 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
             let stream = futures_stream(body);
             let mut r = respond(status, Some(content_type), Bytes::new());
             *r.body_mut() = stream.boxed();
+            r
+        }
+        Ok(Response::WithHeaders {
+            status,
+            content_type,
+            headers,
+            body,
+        }) => {
+            let mut r = respond(status, Some(content_type), Bytes::new());
+            for (name, value) in headers {
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&value) {
+                    r.headers_mut().insert(name, v);
+                }
+            }
+            if let Some(body) = body {
+                *r.body_mut() = futures_stream(body).boxed();
+            }
             r
         }
         Ok(Response::Hijack {

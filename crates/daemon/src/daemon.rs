@@ -124,6 +124,9 @@ impl Backend for DaemonBackend {
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
                 (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
+                ("POST", "commit") if rest.is_empty() => {
+                    berth_api::container_ops::commit(&self.engine, &self.images, &req).await
+                }
                 ("GET", "system") if rest == "df" => {
                     berth_api::system::disk_usage(&self.engine, &self.images).await
                 }

@@ -86,7 +86,7 @@ impl EngineConfig {
     pub fn state_dir(&self, id: &str) -> PathBuf {
         self.exec_root.join("containers").join(id)
     }
-    fn runtime_root(&self) -> PathBuf {
+    pub(crate) fn runtime_root(&self) -> PathBuf {
         self.exec_root.join("runtime")
     }
 }
@@ -175,7 +175,7 @@ impl Engine {
         })
     }
 
-    fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(id.to_string()).or_default().clone()
     }
@@ -308,7 +308,7 @@ impl Engine {
         Ok(record)
     }
 
-    fn save(&self, c: &Container) -> Result<()> {
+    pub(crate) fn save(&self, c: &Container) -> Result<()> {
         self.store.update(&c.id, c)?;
         self.notify();
         Ok(())
@@ -544,6 +544,15 @@ impl Engine {
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
     }
 
+    /// For the container operations in [`crate::ops`].
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn image_service(&self) -> &Arc<dyn ImageService> {
+        &self.images
+    }
+
     /// A container event, with the attributes Docker gives it (image, name, labels).
     pub fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
         let mut attrs: std::collections::BTreeMap<String, String> = c
@@ -733,6 +742,9 @@ impl Engine {
             )));
         }
         ShimClient::new(&c.id, &self.config.state_dir(&c.id)).kill(signal, false)?;
+        if signal == libc::SIGKILL {
+            self.thaw_after_signal(&c);
+        }
         self.container_event(&c, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
@@ -804,6 +816,7 @@ impl Engine {
         if client.kill(signal, false).is_ok() {
             self.container_event(&c, "kill", &[("signal", signal.to_string())]);
         }
+        self.thaw_after_signal(&c);
         if secs >= 0 {
             let after = self.wait_stopped(
                 &c.id,
@@ -890,6 +903,7 @@ impl Engine {
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
             let _ = client.kill(libc::SIGKILL, true);
+            self.thaw_after_signal(&c);
             self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
         }
         let lock = self.lock_for(&c.id);

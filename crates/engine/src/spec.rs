@@ -365,7 +365,7 @@ fn device_numbers(field: &'static str, path: &str) -> Result<(u64, u64, &'static
     Ok((libc::major(rdev) as u64, libc::minor(rdev) as u64, typ))
 }
 
-fn resources(host: &HostConfig, privileged: bool) -> Result<Value, SpecError> {
+pub(crate) fn resources(host: &HostConfig, privileged: bool) -> Result<Value, SpecError> {
     let mut r = json!({});
     r["devices"] = if privileged {
         json!([{"allow": true, "access": "rwm"}])
