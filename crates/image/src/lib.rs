@@ -13,11 +13,9 @@
 //! - [`service`]: [`Images`], the facade berthd uses: register, import, rootfs, GC.
 //! - [`pull`], [`push`]: `docker pull` and `docker push` over the registry client.
 //! - [`archive`]: `docker save` and `docker load` tarballs.
-//! - [`commit`]: `docker commit` of a container snapshot.
 //! - [`snapshot`]: overlay snapshots of layers and containers under `snapshots/`.
 
 pub mod archive;
-pub mod commit;
 pub mod content;
 pub mod digest;
 pub mod error;
