@@ -298,7 +298,12 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
     let headers: HashMap<String, String> = req
         .headers()
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
         .collect();
     let uri_path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());

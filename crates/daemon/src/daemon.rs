@@ -134,8 +134,14 @@ impl Backend for DaemonBackend {
                     berth_api::system::events(&self.engine, &req).await
                 }
                 (_, "images") => {
-                    berth_api::images::handle(&self.engine, &self.images, &self.registry, &req, rest)
-                        .await
+                    berth_api::images::handle(
+                        &self.engine,
+                        &self.images,
+                        &self.registry,
+                        &req,
+                        rest,
+                    )
+                    .await
                 }
                 ("POST", "auth") if rest.is_empty() => {
                     berth_api::distribution::auth(&self.registry, &req).await
