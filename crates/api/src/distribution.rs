@@ -202,14 +202,16 @@ pub async fn pull(
 ) -> Result<Response, ApiError> {
     let from = req.query.get("fromImage").cloned().unwrap_or_default();
     let tag = req.query.get("tag").cloned().unwrap_or_default();
-    let reference = if tag.is_empty() {
-        from.clone()
+    // `tag` overrides a tag in `fromImage`, as dockerd does; a digest pins it.
+    let named = Reference::parse_named(&from)?;
+    let parsed = if tag.is_empty() {
+        Reference::parse(&from)?
     } else if tag.contains(':') {
-        format!("{from}@{tag}")
+        named.with_digest(&tag.parse::<berth_image::Digest>()?)
     } else {
-        format!("{from}:{tag}")
+        named.with_tag(&tag)?
     };
-    let parsed = Reference::parse(&reference)?;
+    let reference = parsed.to_string();
     let platform = match req.query.get("platform").filter(|p| !p.is_empty()) {
         Some(p) => Some(berth_image::model::Platform::parse(p)?),
         None => None,
@@ -220,9 +222,7 @@ pub async fn pull(
         max_concurrent_downloads: registry.max_concurrent_downloads,
     };
     // No tag and none in the name: `docker pull --all-tags`.
-    let all_tags = tag.is_empty()
-        && Reference::parse_named(&from)?.tag().is_none()
-        && parsed.digest().is_none();
+    let all_tags = tag.is_empty() && named.tag().is_none() && named.digest().is_none();
     let images = images.clone();
     stream("application/json", json_error, move |tx| {
         let progress = |m: Message| send_line(tx, m.to_json());

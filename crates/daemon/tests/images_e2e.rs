@@ -399,6 +399,11 @@ fn push_pull_save_load_and_run_through_the_docker_cli() {
     assert_eq!(images.trim(), format!("{tagged} {}", &id[7..19]));
     let inspect = setup.ok(&["inspect", "--format", "{{.Id}} {{.RepoDigests}}", &remote]);
     assert_eq!(inspect.trim(), format!("{id} [{remote}@{digest}]"));
+    let by_digest = setup.ok(&["pull", &format!("{remote}@{digest}")]);
+    assert!(
+        by_digest.contains(&format!("Digest: {digest}")),
+        "{by_digest}"
+    );
     let up_to_date = setup.ok(&["pull", &remote]);
     assert!(
         up_to_date.contains(&format!("Status: Image is up to date for {tagged}")),
