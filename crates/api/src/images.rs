@@ -9,6 +9,7 @@ use berth_image::{ImageError, Images, ImportOptions};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::distribution::{self, RegistrySettings};
 use crate::error::ApiError;
 use crate::server::{Request, Response};
 
@@ -17,6 +18,8 @@ impl From<ImageError> for ApiError {
         match &e {
             ImageError::ImageNotFound(_) => ApiError::not_found(e.to_string()),
             ImageError::ManifestUnknown { .. } => ApiError::not_found(e.to_string()),
+            ImageError::Registry { status: 404, .. } => ApiError::not_found(e.to_string()),
+            ImageError::Unauthorized { .. } => ApiError::new(401, e.to_string()),
             ImageError::InvalidReference { .. }
             | ImageError::InvalidDigest(_)
             | ImageError::NoMatchingPlatform { .. } => ApiError::bad_request(e.to_string()),
@@ -40,13 +43,24 @@ async fn blocking<T: Send + 'static>(
 pub async fn handle(
     engine: &Arc<Engine>,
     images: &Arc<Images>,
+    registry: &Arc<RegistrySettings>,
     req: &Request,
     rest: &str,
 ) -> Result<Response, ApiError> {
     let m = req.method.as_str();
     match (m, rest) {
         ("GET", "json") => list(images, req).await,
-        ("POST", "create") => create(images, req).await,
+        ("POST", "create") => create(images, registry, req).await,
+        ("POST", "load") => distribution::load(images, req).await,
+        ("GET", "get") => distribution::save(images, req.query_all("names")).await,
+        ("GET", r) if r.ends_with("/get") => {
+            let name = r.trim_end_matches("/get").to_string();
+            distribution::save(images, vec![name]).await
+        }
+        ("POST", r) if r.ends_with("/push") => {
+            let name = r.trim_end_matches("/push");
+            distribution::push(images, registry, req, name).await
+        }
         ("POST", "prune") => prune(engine, images).await,
         ("DELETE", name) if !name.is_empty() => remove(engine, images, req, name).await,
         ("GET", r) if r.ends_with("/json") => {
@@ -383,14 +397,18 @@ pub fn message(v: Value) -> Bytes {
     Bytes::from(s)
 }
 
-async fn create(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError> {
+async fn create(
+    images: &Arc<Images>,
+    registry: &Arc<RegistrySettings>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     if req.query.get("fromSrc").is_some_and(|s| !s.is_empty()) {
         return import(images, req).await;
     }
-    Err(ApiError::new(
-        501,
-        "pulling from a registry is not wired into berthd yet",
-    ))
+    if req.query.get("fromImage").is_some_and(|s| !s.is_empty()) {
+        return distribution::pull(images, registry, req).await;
+    }
+    Err(ApiError::bad_request("fromImage or fromSrc is required"))
 }
 
 async fn import(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError> {

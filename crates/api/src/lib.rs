@@ -3,6 +3,7 @@
 
 pub mod container_ops;
 pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod exec;
 pub mod images;

@@ -29,6 +29,8 @@ pub struct Request {
     /// Every `key=value` pair in order (repeated keys: `changes`, `names`).
     pub query_pairs: Vec<(String, String)>,
     pub api_version: (u32, u32),
+    /// Request headers, names lowercased (`x-registry-auth`).
+    pub headers: HashMap<String, String>,
     pub body: Bytes,
     /// The body, unbuffered, for the routes that take archives (import, load, copy
     /// into a container, build): read it from a blocking task.
@@ -293,6 +295,16 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
         .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
     let on_upgrade = hyper::upgrade::on(&mut req);
     let method = req.method().as_str().to_string();
+    let headers: HashMap<String, String> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
+        .collect();
     let uri_path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
     let pairs = query_pairs(req.uri().query());
@@ -362,6 +374,7 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
         query,
         query_pairs: pairs,
         api_version,
+        headers,
         body,
         upload: std::sync::Mutex::new(upload),
     };
