@@ -50,7 +50,7 @@ pub async fn handle(
     let m = req.method.as_str();
     match (m, rest) {
         ("GET", "json") => list(images, req).await,
-        ("POST", "create") => create(images, registry, req).await,
+        ("POST", "create") => create(engine, images, registry, req).await,
         ("POST", "load") => distribution::load(images, req).await,
         ("GET", "get") => distribution::save(images, req.query_all("names")).await,
         ("GET", r) if r.ends_with("/get") => {
@@ -90,13 +90,25 @@ pub async fn handle(
                 format!("{repo}:{tag}")
             };
             let i = images.clone();
-            blocking(move || Ok(i.store().tag(&name, &target)?)).await?;
+            let id = blocking(move || {
+                i.store().tag(&name, &target)?;
+                Ok((i.resolve(&target)?.id.to_string(), target))
+            })
+            .await?;
+            image_event(engine, "tag", &id.0, &id.1);
             Ok(Response::Empty(201))
         }
         _ => Err(ApiError::not_found(format!(
             "page not found: {m} /images/{rest}"
         ))),
     }
+}
+
+/// An image event as dockerd sends it: the image ID (or reference) and its name.
+fn image_event(engine: &Engine, action: &str, id: &str, name: &str) {
+    let mut attrs = std::collections::BTreeMap::new();
+    attrs.insert("name".to_string(), name.to_string());
+    engine.events.publish("image", action, id, attrs);
 }
 
 fn secs(t: &Option<String>) -> i64 {
@@ -354,8 +366,14 @@ async fn remove(
     let out: Vec<Value> = items
         .into_iter()
         .map(|item| match item {
-            DeleteItem::Untagged(n) => json!({ "Untagged": n }),
-            DeleteItem::Deleted(d) => json!({ "Deleted": d.to_string() }),
+            DeleteItem::Untagged(n) => {
+                image_event(engine, "untag", &n, &n);
+                json!({ "Untagged": n })
+            }
+            DeleteItem::Deleted(d) => {
+                image_event(engine, "delete", &d.to_string(), &d.to_string());
+                json!({ "Deleted": d.to_string() })
+            }
         })
         .collect();
     Ok(Response::Json(200, Value::Array(out)))
@@ -398,12 +416,13 @@ pub fn message(v: Value) -> Bytes {
 }
 
 async fn create(
+    engine: &Engine,
     images: &Arc<Images>,
     registry: &Arc<RegistrySettings>,
     req: &Request,
 ) -> Result<Response, ApiError> {
     if req.query.get("fromSrc").is_some_and(|s| !s.is_empty()) {
-        return import(images, req).await;
+        return import(engine, images, req).await;
     }
     if req.query.get("fromImage").is_some_and(|s| !s.is_empty()) {
         return distribution::pull(images, registry, req).await;
@@ -411,7 +430,11 @@ async fn create(
     Err(ApiError::bad_request("fromImage or fromSrc is required"))
 }
 
-async fn import(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError> {
+async fn import(
+    engine: &Engine,
+    images: &Arc<Images>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let src = req.query.get("fromSrc").cloned().unwrap_or_default();
     if src != "-" {
         return Err(ApiError::bad_request(format!(
@@ -447,6 +470,8 @@ async fn import(images: &Arc<Images>, req: &Request) -> Result<Response, ApiErro
         .ok_or_else(|| ApiError::bad_request("import needs a request body"))?;
     let i = images.clone();
     let record = blocking(move || Ok(i.import(&mut upload, &opts)?)).await?;
+    let name = record.repo_tags.first().cloned().unwrap_or_default();
+    image_event(engine, "import", &record.id.to_string(), &name);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let _ = tx.try_send(message(json!({"status": record.id.to_string()})));
     Ok(Response::Stream {

@@ -551,6 +551,27 @@ fn ps_filters_prune_and_events() {
         ["create", "attach", "start", "die", "destroy"],
         "{ev}"
     );
+    // Image events: tag and untag.
+    d.ok(&["tag", "busybox", "other:1"]);
+    d.ok(&["rmi", "other:1"]);
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        + 1)
+    .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert!(ev.contains("tag other:1") && ev.contains("untag"), "{ev}");
     // A follower sees a new event as it happens.
     let mut follower = d
         .docker_cmd(&[
