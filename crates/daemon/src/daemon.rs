@@ -280,6 +280,20 @@ fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
         init_path,
         log_max_size: c.log_opts.get("max-size").and_then(|s| parse_size(s)),
         log_max_file: c.log_opts.get("max-file").and_then(|s| s.parse().ok()),
+        default_ulimits: c
+            .default_ulimits
+            .iter()
+            .map(|(name, u)| berth_engine::types::Ulimit {
+                name: if u.name.is_empty() {
+                    name.clone()
+                } else {
+                    u.name.clone()
+                },
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+        default_init: c.init,
     })
 }
 

@@ -123,3 +123,44 @@ fn three_engines_side_by_side() {
     c.restart_daemon(false);
     assert_eq!(names(&c), "play\n");
 }
+
+/// daemon.json's container defaults: `default-ulimits` and `init`.
+#[test]
+fn daemon_defaults_reach_containers() {
+    let d = Daemon::start_with_config(
+        |dir| {
+            format!(
+                r#"{{"data-root": "{d}/data", "exec-root": "{d}/exec", "pidfile": "{d}/berthd.pid",
+"hosts": ["unix://{d}/berth.sock"], "cgroup-parent": "e2e_defaults",
+"init": true,
+"default-ulimits": {{"nofile": {{"Name": "nofile", "Hard": 4096, "Soft": 2048}}}}}}"#,
+                d = dir.display()
+            )
+        },
+        "berth.sock",
+        "e2e_defaults",
+    );
+    d.import_busybox("busybox");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert_eq!(out, "2048\n4096\n/sbin/docker-init -- sh -c ulimit -n; ulimit -Hn; cat /proc/1/cmdline | tr '\\0' ' ' ");
+    // A container's own setting wins.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=100:200",
+        "--init=false",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert!(out.starts_with("100\nsh "), "{out}");
+}

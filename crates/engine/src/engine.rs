@@ -76,6 +76,10 @@ pub struct EngineConfig {
     pub init_path: Option<PathBuf>,
     pub log_max_size: Option<u64>,
     pub log_max_file: Option<u32>,
+    /// daemon.json `default-ulimits`: for containers that do not set the same one.
+    pub default_ulimits: Vec<crate::types::Ulimit>,
+    /// daemon.json `init`: `--init` for containers that do not say.
+    pub default_init: bool,
 }
 
 impl EngineConfig {
@@ -225,6 +229,15 @@ impl Engine {
         })?;
         let id = random_id()?;
         let mut host = host;
+        // The daemon's defaults, as dockerd applies them at create.
+        for u in &self.config.default_ulimits {
+            if !host.ulimits.iter().any(|x| x.name == u.name) {
+                host.ulimits.push(u.clone());
+            }
+        }
+        if host.init.is_none() && self.config.default_init {
+            host.init = Some(true);
+        }
         if host.log_config.typ.is_empty() {
             // The daemon's driver, as dockerd fills it in (clients read it: docker-py
             // only collects the output of `run` when it says json-file).
@@ -1063,6 +1076,8 @@ mod tests {
                     init_path: None,
                     log_max_size: None,
                     log_max_file: None,
+                    default_ulimits: Vec::new(),
+                    default_init: false,
                 },
                 Arc::new(FakeImages),
             )
