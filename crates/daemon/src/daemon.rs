@@ -64,10 +64,11 @@ pub fn take_pidfile(path: &Path) -> Result<(), DaemonError> {
 
 /// The daemon's API backend: routes requests to the engine and the image side.
 pub struct DaemonBackend {
-    pub config: DaemonConfig,
+    /// Replaced on SIGHUP (the keys dockerd reloads), as is `registry`.
+    pub config: std::sync::RwLock<DaemonConfig>,
     pub engine: Arc<Engine>,
     pub images: Arc<Images>,
-    pub registry: Arc<RegistrySettings>,
+    pub registry: std::sync::RwLock<Arc<RegistrySettings>>,
 }
 
 impl Backend for DaemonBackend {
@@ -134,17 +135,12 @@ impl Backend for DaemonBackend {
                     berth_api::system::events(&self.engine, &req).await
                 }
                 (_, "images") => {
-                    berth_api::images::handle(
-                        &self.engine,
-                        &self.images,
-                        &self.registry,
-                        &req,
-                        rest,
-                    )
-                    .await
+                    let registry = self.registry();
+                    berth_api::images::handle(&self.engine, &self.images, &registry, &req, rest)
+                        .await
                 }
                 ("POST", "auth") if rest.is_empty() => {
-                    berth_api::distribution::auth(&self.registry, &req).await
+                    berth_api::distribution::auth(&self.registry(), &req).await
                 }
                 _ => Err(ApiError::not_found(format!(
                     "page not found: {} {}",
@@ -170,8 +166,48 @@ fn init_version(path: &Option<PathBuf>) -> String {
 }
 
 impl DaemonBackend {
+    fn registry(&self) -> Arc<RegistrySettings> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// SIGHUP: the keys dockerd reloads take their new values from the file; the
+    /// others (paths, hosts, storage) keep theirs until a restart. A file that does not
+    /// load changes nothing.
+    pub fn reload(&self, new: Result<DaemonConfig, String>) {
+        let new = match new {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("berthd: reload: {e}; the configuration is unchanged");
+                return;
+            }
+        };
+        let registry = match registry_settings(&new) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("berthd: reload: {e}; the configuration is unchanged");
+                return;
+            }
+        };
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+        let mut c = self.config.write().unwrap_or_else(|p| p.into_inner());
+        c.debug = new.debug;
+        c.insecure_registries = new.insecure_registries;
+        c.registry_mirrors = new.registry_mirrors;
+        c.live_restore = new.live_restore;
+        c.max_concurrent_downloads = new.max_concurrent_downloads;
+        c.max_concurrent_uploads = new.max_concurrent_uploads;
+        c.default_runtime = new.default_runtime;
+        c.runtimes = new.runtimes;
+        c.file = new.file;
+        eprintln!("berthd: configuration reloaded");
+    }
+
     fn info(&self) -> serde_json::Value {
-        let c = &self.config;
+        let guard = self.config.read().unwrap_or_else(|p| p.into_inner());
+        let c = &*guard;
         let containers = self.engine.list().unwrap_or_default();
         let running = containers
             .iter()
@@ -340,7 +376,12 @@ fn mem_total() -> u64 {
         .unwrap_or(0)
 }
 
-pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+/// Runs berthd until SIGTERM or SIGINT; `reload` loads the configuration again for
+/// SIGHUP.
+pub async fn run(
+    config: DaemonConfig,
+    reload: impl Fn() -> Result<DaemonConfig, String>,
+) -> Result<(), DaemonError> {
     for dir in [&config.data_root, &config.exec_root] {
         fs::create_dir_all(dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
     }
@@ -371,12 +412,13 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         .gc()
         .map_err(|e| DaemonError::Start(format!("image garbage collection: {e}")))?;
     let registry = Arc::new(registry_settings(&config)?);
-    let backend: Arc<dyn Backend> = Arc::new(DaemonBackend {
-        config,
+    let daemon = Arc::new(DaemonBackend {
+        config: std::sync::RwLock::new(config),
         engine,
         images,
-        registry,
+        registry: std::sync::RwLock::new(registry),
     });
+    let backend: Arc<dyn Backend> = daemon.clone();
     let mut tasks = Vec::new();
     for path in &sockets {
         if let Some(dir) = path.parent() {
@@ -390,9 +432,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| io("install SIGTERM handler", e))?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| io("install SIGHUP handler", e))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => daemon.reload(reload()),
+        }
     }
     for t in tasks {
         t.abort();

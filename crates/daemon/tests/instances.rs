@@ -164,3 +164,55 @@ fn daemon_defaults_reach_containers() {
     ]);
     assert!(out.starts_with("100\nsh "), "{out}");
 }
+
+/// SIGHUP reloads what dockerd reloads; a file that does not load changes nothing.
+#[test]
+fn sighup_reloads_registry_settings() {
+    let file = |dir: &std::path::Path, extra: &str| {
+        format!(
+            r#"{{"data-root": "{d}/data", "exec-root": "{d}/exec", "pidfile": "{d}/berthd.pid",
+"hosts": ["unix://{d}/berth.sock"], "cgroup-parent": "e2e_reload", {extra}}}"#,
+            d = dir.display()
+        )
+    };
+    let d = Daemon::start_with_config(
+        |dir| file(dir, r#""insecure-registries": ["first.test:5000"]"#),
+        "berth.sock",
+        "e2e_reload",
+    );
+    let insecure = |d: &Daemon| {
+        d.ok(&[
+            "info",
+            "--format",
+            "{{range .RegistryConfig.IndexConfigs}}{{if not .Secure}}{{.Name}} {{end}}{{end}}",
+        ])
+    };
+    assert!(insecure(&d).contains("first.test:5000"), "{}", insecure(&d));
+    let hup = |d: &Daemon| {
+        // SAFETY: signalling the test's own berthd child.
+        unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    // A bad file: refused, the old settings stay, the daemon keeps serving.
+    std::fs::write(
+        d.dir.join("daemon.json"),
+        file(&d.dir, r#""no-such-key": 1"#),
+    )
+    .expect("write");
+    hup(&d);
+    assert!(insecure(&d).contains("first.test:5000"));
+    assert!(d.log().contains("no-such-key"), "{}", d.log());
+    std::fs::write(
+        d.dir.join("daemon.json"),
+        file(&d.dir, r#""insecure-registries": ["second.test:5000"], "registry-mirrors": ["http://127.0.0.1:1"]"#),
+    )
+    .expect("write");
+    hup(&d);
+    let now = insecure(&d);
+    assert!(
+        now.contains("second.test:5000") && !now.contains("first.test"),
+        "{now}"
+    );
+    let mirrors = d.ok(&["info", "--format", "{{.RegistryConfig.Mirrors}}"]);
+    assert!(mirrors.contains("127.0.0.1:1"), "{mirrors}");
+}

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(daemon::run(cfg));
+    let reload = move || config::load(&flags, file_given).map_err(|e| e.to_string());
+    let result = runtime.block_on(daemon::run(cfg, reload));
     // Blocking tasks (waits, log follows, attach copies) hold nothing that must be
     // flushed: every acknowledged change is already on disk. Do not wait for them.
     runtime.shutdown_background();
