@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -521,24 +521,18 @@ impl Engine {
             .append(true)
             .open(state_dir.join("shim.log"))
             .map_err(|e| internal("open shim.log", e))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+        // The readiness pipe goes as the shim's stdout: with no pre_exec hook, std
+        // starts the shim with posix_spawn (a vfork), not a fork of berthd's whole
+        // address space — a few milliseconds on every start.
+        cmd.arg("--ready-stdout")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write_end))
             .stderr(stderr);
-        let write_raw = write_end.as_raw_fd();
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec we only call dup2, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(write_raw, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let mut child = cmd
             .spawn()
             .map_err(|e| internal(&format!("start {}", self.config.shim_path.display()), e))?;
-        drop(write_end);
+        // The Command holds our copy of the write end: drop it, or EOF never comes.
+        drop(cmd);
         let mut line = String::new();
         let mut reader = std::io::BufReader::new(std::fs::File::from(read_end));
         let read = reader.read_line(&mut line);

@@ -58,6 +58,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
             "--stdin" => switch(&mut stdin)?,
             "--stdin-once" => switch(&mut stdin_once)?,
             "--systemd-cgroup" => switch(&mut systemd_cgroup)?,
+            // Read in main before the arguments are parsed.
+            "--ready-stdout" => {}
             "--id" | "--bundle" | "--state-dir" | "--runtime-root" | "--log-path"
             | "--log-max-size" | "--log-max-file" | "--attach-wait" => {
                 let value = match inline {

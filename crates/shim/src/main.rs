@@ -33,7 +33,14 @@ const READY_FD: i32 = 3;
 const PID_FILE: &str = "shim.pid";
 
 fn main() {
-    let ready = sys::take_inherited_fd(READY_FD);
+    // berthd hands the readiness pipe over as our stdout (`--ready-stdout`: then it
+    // can start us with posix_spawn, without a fork of its whole address space), other
+    // callers as fd 3.
+    let ready = if std::env::args().any(|a| a == "--ready-stdout") {
+        sys::take_stdout_as_fd()
+    } else {
+        sys::take_inherited_fd(READY_FD)
+    };
     sys::close_inherited_from(READY_FD as u32 + 1);
     let opts = match args::parse(std::env::args().skip(1)) {
         Ok(o) => o,

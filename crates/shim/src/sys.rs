@@ -188,6 +188,21 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     Some(owned)
 }
 
+/// Our stdout moved to a descriptor of its own (close-on-exec, at or above 3), so
+/// that stdout itself can be pointed at /dev/null later.
+pub fn take_stdout_as_fd() -> Option<OwnedFd> {
+    if !fd_is_open(1) {
+        return None;
+    }
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor; fd 1 stays as it is.
+    let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just created by fcntl and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// RFC 3339 with nanoseconds, UTC, trailing zeros of the fraction trimmed: Go's
 /// `time.RFC3339Nano`, which is what Docker writes in logs and inspect.
 pub fn rfc3339_nano(t: SystemTime) -> String {
