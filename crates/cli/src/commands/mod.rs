@@ -1,0 +1,185 @@
+//! One module per family of commands; this one holds what they share: rendering
+//! rows through a `--format` template (with Docker's `table` prefix), filters, and
+//! environment files.
+
+pub mod container;
+pub mod image;
+pub mod run;
+pub mod system;
+
+use std::io::Write;
+
+use serde_json::{Map, Value};
+
+use crate::client::{CliError, Result};
+use crate::format::tabwrite;
+use crate::template::Template;
+
+pub fn parse_template(src: &str) -> Result<Template> {
+    Template::parse(src).map_err(|e| CliError::other(format!("template parsing error: template: :1: {e}")))
+}
+
+/// Renders rows as Docker's formatter does: `table …` prints a header row (the
+/// template run over the header names) and aligns columns; `json` prints one JSON
+/// object a line; anything else is a template run once per row.
+pub fn render(format: &str, header: &Value, rows: &[Value]) -> Result<String> {
+    let format = if format == "json" { "{{json .}}" } else { format };
+    let (is_table, body) = match format.strip_prefix("table") {
+        Some(rest) => (true, rest),
+        None => (false, format),
+    };
+    let body = body.trim_matches(' ').replace("\\t", "\t").replace("\\n", "\n");
+    let tmpl = parse_template(&body)?;
+    let mut out = String::new();
+    if is_table {
+        // Docker runs the header with functions that pass their argument through.
+        let header_text = tmpl
+            .execute(header)
+            .unwrap_or_else(|_| strip_functions_header(&body, header));
+        out.push_str(&header_text);
+        out.push('\n');
+    }
+    for row in rows {
+        let line = tmpl
+            .execute(row)
+            .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(if is_table { tabwrite(&out) } else { out })
+}
+
+/// Header text when the row template calls functions the header cannot satisfy:
+/// each `{{…}}` becomes the header of the first field it names.
+fn strip_functions_header(body: &str, header: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").unwrap_or(after.len());
+        let action = &after[..end];
+        if let Some(dot) = action.find('.') {
+            let name: String = action[dot + 1..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric())
+                .collect();
+            if let Some(h) = header.get(&name).and_then(Value::as_str) {
+                out.push_str(h);
+            }
+        }
+        rest = after.get(end + 2..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `-f key=value` flags as the Engine API's `filters` JSON: `{"key":{"value":true}}`.
+pub fn filters_json(filters: &[String]) -> Result<Option<String>> {
+    if filters.is_empty() {
+        return Ok(None);
+    }
+    let mut map = Map::new();
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| CliError::other("bad format of filter (expected name=value)"))?;
+        let entry = map
+            .entry(k.trim().to_lowercase())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = entry {
+            m.insert(v.to_string(), Value::Bool(true));
+        }
+    }
+    Ok(Some(Value::Object(map).to_string()))
+}
+
+/// Reads a Docker env-file: `KEY=value` lines, `#` comments, bare `KEY` taken from
+/// our own environment.
+pub fn read_env_file(path: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::other(format!("open {path}: {e}")))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.contains('=') {
+            out.push(line.to_string());
+        } else if let Ok(v) = std::env::var(line.trim()) {
+            out.push(format!("{}={v}", line.trim()));
+        }
+    }
+    Ok(out)
+}
+
+/// `-e KEY` without `=` takes the value from our environment (or is dropped).
+pub fn expand_env(env: &[String]) -> Vec<String> {
+    env.iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
+}
+
+/// Runs `op` for each name, printing the name on success and Docker's error lines
+/// otherwise; fails (exit 1) if any failed.
+pub fn for_each(names: &[String], mut op: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    let mut failed = false;
+    for n in names {
+        match op(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Exit(1))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn int_field(v: &Value, key: &str) -> i64 {
+    v.get(key).and_then(Value::as_i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn table_render() {
+        let header = json!({"ID": "CONTAINER ID", "Names": "NAMES"});
+        let rows = vec![json!({"ID": "abc", "Names": "x"})];
+        let out = render("table {{.ID}}\\t{{.Names}}", &header, &rows).expect("render");
+        assert_eq!(out, "CONTAINER ID   NAMES\nabc            x\n");
+        let out = render("{{.ID}}", &header, &rows).expect("render");
+        assert_eq!(out, "abc\n");
+    }
+
+    #[test]
+    fn filters() {
+        let f = filters_json(&["status=running".into(), "name=a".into()]).expect("filters");
+        assert_eq!(f.as_deref(), Some(r#"{"status":{"running":true},"name":{"a":true}}"#));
+    }
+}

@@ -1,0 +1,484 @@
+//! inspect, version, info, events, system df.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{filters_json, int_field, parse_template, print, render, str_field};
+use crate::args::*;
+use crate::client::{Client, CliError, JsonStream, Result, CLIENT_API_VERSION};
+use crate::format::{self, human_size, tabwrite_with};
+use crate::http::{encode, query};
+
+/// JSON indented with four spaces, as Docker's `json.Indent(…, "", "    ")`.
+pub fn indent_json(v: &Value) -> String {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    if v.serialize(&mut ser).is_err() {
+        return v.to_string();
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn inspect_one(c: &mut Client, name: &str, kind: Option<&str>, size: bool) -> Result<Value> {
+    let n = encode(name);
+    let container = |c: &mut Client| {
+        let q = if size { "?size=1" } else { "" };
+        c.get_json(&format!("/containers/{n}/json{q}"))
+    };
+    let image = |c: &mut Client| c.get_json(&format!("/images/{n}/json"));
+    let not_found = |e: &CliError| matches!(e, CliError::Daemon { status: 404, .. });
+    match kind {
+        Some("container") => container(c).map_err(|e| {
+            if not_found(&e) {
+                CliError::other(format!("Error: No such container: {name}"))
+            } else {
+                e
+            }
+        }),
+        Some("image") => image(c).map_err(|e| {
+            if not_found(&e) {
+                CliError::other(format!("Error: No such image: {name}"))
+            } else {
+                e
+            }
+        }),
+        Some("network") => c.get_json(&format!("/networks/{n}")),
+        Some("volume") => c.get_json(&format!("/volumes/{n}")),
+        Some(other) => Err(CliError::other(format!("\"{other}\" is not a valid value for --type"))),
+        None => {
+            for attempt in 0..4 {
+                let r = match attempt {
+                    0 => container(c),
+                    1 => image(c),
+                    2 => c.get_json(&format!("/volumes/{n}")),
+                    _ => c.get_json(&format!("/networks/{n}")),
+                };
+                match r {
+                    Err(e) if not_found(&e) => continue,
+                    other => return other,
+                }
+            }
+            Err(CliError::other(format!("Error: No such object: {name}")))
+        }
+    }
+}
+
+pub fn inspect(c: &mut Client, a: InspectArgs, forced: Option<&str>) -> Result<()> {
+    let kind = forced.or(a.kind.as_deref());
+    let tmpl = match &a.format {
+        Some(f) if f != "json" => Some(parse_template(f)?),
+        _ => None,
+    };
+    let mut found = Vec::new();
+    let mut failed = false;
+    for name in &a.names {
+        match inspect_one(c, name, kind, a.size) {
+            Ok(v) => found.push(v),
+            Err(e) => {
+                failed = true;
+                // Docker prints all errors after the output.
+                found.push(json!({"__berth_error": e.to_string()}));
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut errors = Vec::new();
+    let mut docs = Vec::new();
+    for v in found {
+        if let Some(e) = v.get("__berth_error").and_then(Value::as_str) {
+            errors.push(e.to_string());
+            continue;
+        }
+        match &tmpl {
+            Some(t) => {
+                let text = t
+                    .execute(&v)
+                    .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?;
+                out.push_str(&text);
+                out.push('\n');
+            }
+            None => docs.push(v),
+        }
+    }
+    if tmpl.is_none() {
+        out = indent_json(&Value::Array(docs));
+        out.push('\n');
+    }
+    print(&out)?;
+    for e in errors {
+        eprintln!("{e}");
+    }
+    if failed {
+        return Err(CliError::Exit(1));
+    }
+    Ok(())
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+fn client_version(api: &str) -> Value {
+    let default = format!("{}.{}", CLIENT_API_VERSION.0, CLIENT_API_VERSION.1);
+    json!({
+        "Platform": {"Name": "berth"},
+        "Version": env!("CARGO_PKG_VERSION"),
+        "APIVersion": api,
+        "DefaultAPIVersion": default,
+        "GitCommit": option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown"),
+        "Os": std::env::consts::OS,
+        "Arch": go_arch(),
+        "Context": "default",
+    })
+}
+
+fn version_text(client: &Value, server: Option<&Value>) -> String {
+    let mut t = String::new();
+    let s = |v: &Value, k: &str| str_field(v, k).to_string();
+    t.push_str("Client: berth\n");
+    t.push_str(&format!(" Version:\t{}\n", s(client, "Version")));
+    let api = s(client, "APIVersion");
+    let default = s(client, "DefaultAPIVersion");
+    if api != default {
+        t.push_str(&format!(" API version:\t{api} (downgraded from {default})\n"));
+    } else {
+        t.push_str(&format!(" API version:\t{api}\n"));
+    }
+    t.push_str(&format!(" Git commit:\t{}\n", s(client, "GitCommit")));
+    t.push_str(&format!(" OS/Arch:\t{}/{}\n", s(client, "Os"), s(client, "Arch")));
+    t.push_str(&format!(" Context:\t{}\n", s(client, "Context")));
+    if let Some(sv) = server {
+        t.push_str(&server_version_text(sv));
+    }
+    tabwrite_with(&t, 20, 1)
+}
+
+/// The Server part of `docker version`, from the daemon's /version, as Docker's
+/// template renders it (before its tabwriter).
+pub fn server_version_text(sv: &Value) -> String {
+    let mut t = String::new();
+    let platform = sv.pointer("/Platform/Name").and_then(Value::as_str).unwrap_or("");
+    t.push_str("\nServer:");
+    if !platform.is_empty() {
+        t.push(' ');
+        t.push_str(platform);
+    }
+    t.push('\n');
+    let detail = |c: &Value, k: &str| -> String {
+        match c.pointer(&format!("/Details/{k}")) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => "<no value>".into(),
+        }
+    };
+    let fallback;
+    let components: Vec<Value> = match sv.get("Components").and_then(Value::as_array) {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ => {
+            fallback = vec![json!({"Name": "Engine", "Version": sv.get("Version"), "Details": {
+                "ApiVersion": sv.get("ApiVersion"), "MinAPIVersion": sv.get("MinAPIVersion"),
+                "GoVersion": sv.get("GoVersion"), "GitCommit": sv.get("GitCommit"),
+                "BuildTime": sv.get("BuildTime"), "Os": sv.get("Os"), "Arch": sv.get("Arch"),
+                "Experimental": sv.get("Experimental").cloned().unwrap_or(json!(false)).to_string(),
+            }})];
+            fallback.clone()
+        }
+    };
+    for comp in &components {
+        let name = str_field(comp, "Name");
+        t.push_str(&format!(" {name}:\n"));
+        t.push_str(&format!("  Version:\t{}\n", str_field(comp, "Version")));
+        if name == "Engine" {
+            t.push_str(&format!(
+                "  API version:\t{} (minimum version {})\n",
+                detail(comp, "ApiVersion"),
+                detail(comp, "MinAPIVersion")
+            ));
+            t.push_str(&format!("  Go version:\t{}\n", detail(comp, "GoVersion")));
+            t.push_str(&format!("  Git commit:\t{}\n", detail(comp, "GitCommit")));
+            t.push_str(&format!("  Built:\t{}\n", detail(comp, "BuildTime")));
+            t.push_str(&format!(
+                "  OS/Arch:\t{}/{}\n",
+                detail(comp, "Os"),
+                detail(comp, "Arch")
+            ));
+            t.push_str(&format!("  Experimental:\t{}\n", detail(comp, "Experimental")));
+        } else if let Some(d) = comp.get("Details").and_then(Value::as_object) {
+            let mut keys: Vec<&String> = d.keys().collect();
+            keys.sort();
+            for k in keys {
+                t.push_str(&format!("  {k}:\t{}\n", detail(comp, k)));
+            }
+        }
+    }
+    t
+}
+
+pub fn version(c: &mut Client, a: FormatArg) -> Result<()> {
+    let server = c.get_json("/version");
+    let api = c.api_version().unwrap_or_else(|_| {
+        format!("{}.{}", CLIENT_API_VERSION.0, CLIENT_API_VERSION.1)
+    });
+    let client = client_version(&api);
+    if let Some(f) = &a.format {
+        let data = json!({"Client": client, "Server": server.as_ref().ok()});
+        let text = if f == "json" {
+            data.to_string()
+        } else {
+            parse_template(f)?
+                .execute(&data)
+                .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?
+        };
+        print(&format!("{text}\n"))?;
+        return server.map(|_| ());
+    }
+    match server {
+        Ok(sv) => print(&version_text(&client, Some(&sv))),
+        Err(e) => {
+            print(&version_text(&client, None))?;
+            Err(e)
+        }
+    }
+}
+
+pub fn info(c: &mut Client, a: FormatArg) -> Result<()> {
+    let v = c.get_json("/info")?;
+    if let Some(f) = &a.format {
+        let text = if f == "json" {
+            v.to_string()
+        } else {
+            parse_template(f)?
+                .execute(&v)
+                .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?
+        };
+        return print(&format!("{text}\n"));
+    }
+    let mut t = String::new();
+    t.push_str("Client:\n");
+    t.push_str(&format!(" Version:    {}\n", env!("CARGO_PKG_VERSION")));
+    t.push_str(" Context:    default\n");
+    t.push_str(" Debug Mode: false\n\nServer:\n");
+    let n = |k: &str| int_field(&v, k);
+    let s = |k: &str| str_field(&v, k).to_string();
+    t.push_str(&format!(" Containers: {}\n", n("Containers")));
+    t.push_str(&format!("  Running: {}\n", n("ContainersRunning")));
+    t.push_str(&format!("  Paused: {}\n", n("ContainersPaused")));
+    t.push_str(&format!("  Stopped: {}\n", n("ContainersStopped")));
+    t.push_str(&format!(" Images: {}\n", n("Images")));
+    t.push_str(&format!(" Server Version: {}\n", s("ServerVersion")));
+    t.push_str(&format!(" Storage Driver: {}\n", s("Driver")));
+    if let Some(status) = v.get("DriverStatus").and_then(Value::as_array) {
+        for pair in status {
+            if let Some([k, val]) = pair.as_array().map(Vec::as_slice) {
+                t.push_str(&format!(
+                    "  {}: {}\n",
+                    k.as_str().unwrap_or(""),
+                    val.as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    t.push_str(&format!(" Logging Driver: {}\n", s("LoggingDriver")));
+    t.push_str(&format!(" Cgroup Driver: {}\n", s("CgroupDriver")));
+    t.push_str(&format!(" Cgroup Version: {}\n", s("CgroupVersion")));
+    let runtimes: Vec<String> = v
+        .get("Runtimes")
+        .and_then(Value::as_object)
+        .map(|m| {
+            let mut k: Vec<String> = m.keys().cloned().collect();
+            k.sort();
+            k
+        })
+        .unwrap_or_default();
+    t.push_str(&format!(" Runtimes: {}\n", runtimes.join(" ")));
+    t.push_str(&format!(" Default Runtime: {}\n", s("DefaultRuntime")));
+    t.push_str(&format!(" Init Binary: {}\n", s("InitBinary")));
+    t.push_str(&format!(" Kernel Version: {}\n", s("KernelVersion")));
+    t.push_str(&format!(" Operating System: {}\n", s("OperatingSystem")));
+    t.push_str(&format!(" OSType: {}\n", s("OSType")));
+    t.push_str(&format!(" Architecture: {}\n", s("Architecture")));
+    t.push_str(&format!(" CPUs: {}\n", n("NCPU")));
+    t.push_str(&format!(
+        " Total Memory: {}\n",
+        format::bytes_size(n("MemTotal") as f64)
+    ));
+    t.push_str(&format!(" Name: {}\n", s("Name")));
+    t.push_str(&format!(" ID: {}\n", s("ID")));
+    t.push_str(&format!(" Docker Root Dir: {}\n", s("DockerRootDir")));
+    t.push_str(&format!(" Debug Mode: {}\n", v.get("Debug").and_then(Value::as_bool).unwrap_or(false)));
+    t.push_str(&format!(
+        " Experimental: {}\n",
+        v.get("ExperimentalBuild").and_then(Value::as_bool).unwrap_or(false)
+    ));
+    t.push_str(&format!(
+        " Live Restore Enabled: {}\n",
+        v.get("LiveRestoreEnabled").and_then(Value::as_bool).unwrap_or(false)
+    ));
+    t.push('\n');
+    print(&t)
+}
+
+pub fn events(c: &mut Client, a: EventsArgs) -> Result<()> {
+    let mut q: Vec<(&str, String)> = Vec::new();
+    for (key, value) in [("since", &a.since), ("until", &a.until)] {
+        if let Some(v) = value {
+            let t = format::parse_time_arg(v)
+                .ok_or_else(|| CliError::other(format!("invalid value for \"{key}\": {v}")))?;
+            q.push((key, t));
+        }
+    }
+    if let Some(f) = filters_json(&a.filter)? {
+        q.push(("filters", f));
+    }
+    let resp = c.send("GET", &format!("/events{}", query(&q)), &[], crate::http::Body::Empty)?;
+    let tmpl = match a.format.as_deref() {
+        Some("json") => Some(parse_template("{{json .}}")?),
+        Some(f) => Some(parse_template(f)?),
+        None => None,
+    };
+    let mut out = io::stdout();
+    for ev in JsonStream::new(resp) {
+        let ev = ev?;
+        let line = match &tmpl {
+            Some(t) => t
+                .execute(&ev)
+                .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?,
+            None => event_line(&ev),
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// Docker's default event line: time, type, action, actor ID, sorted attributes.
+fn event_line(ev: &Value) -> String {
+    let nanos = ev
+        .get("timeNano")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| int_field(ev, "time") * 1_000_000_000);
+    let secs = nanos.div_euclid(1_000_000_000);
+    let frac = nanos.rem_euclid(1_000_000_000);
+    let (y, mo, d, h, mi, s) = format::civil_from_unix(secs);
+    let mut line = format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:09}Z {} {} {}",
+        str_field(ev, "Type"),
+        str_field(ev, "Action"),
+        ev.pointer("/Actor/ID").and_then(Value::as_str).unwrap_or("")
+    );
+    if let Some(attrs) = ev.pointer("/Actor/Attributes").and_then(Value::as_object) {
+        let mut kv: Vec<String> = attrs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        kv.sort();
+        if !kv.is_empty() {
+            line.push_str(&format!(" ({})", kv.join(", ")));
+        }
+    }
+    line
+}
+
+pub fn df(c: &mut Client, a: DfArgs) -> Result<()> {
+    let v = c.get_json("/system/df")?;
+    let list = |k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    let images = list("Images");
+    let containers = list("Containers");
+    let volumes = list("Volumes");
+    let cache = list("BuildCache");
+    let reclaim = |size: i64, reclaimable: i64| {
+        if size > 0 {
+            format!(
+                "{} ({}%)",
+                human_size(reclaimable as f64),
+                (100.0 * reclaimable as f64 / size as f64) as i64
+            )
+        } else {
+            human_size(reclaimable as f64)
+        }
+    };
+    let images_size = v
+        .get("LayersSize")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| images.iter().map(|i| int_field(i, "Size")).sum());
+    let images_active = images.iter().filter(|i| int_field(i, "Containers") > 0).count();
+    let images_used: i64 = images
+        .iter()
+        .filter(|i| int_field(i, "Containers") > 0)
+        .map(|i| int_field(i, "Size"))
+        .sum();
+    let ctr_size: i64 = containers.iter().map(|c| int_field(c, "SizeRw")).sum();
+    let ctr_active = containers.iter().filter(|c| str_field(c, "State") == "running").count();
+    let ctr_reclaim: i64 = containers
+        .iter()
+        .filter(|c| str_field(c, "State") != "running")
+        .map(|c| int_field(c, "SizeRw"))
+        .sum();
+    let vol_size = |x: &Value| x.pointer("/UsageData/Size").and_then(Value::as_i64).unwrap_or(0).max(0);
+    let vol_refs = |x: &Value| x.pointer("/UsageData/RefCount").and_then(Value::as_i64).unwrap_or(0);
+    let vols_size: i64 = volumes.iter().map(vol_size).sum();
+    let vols_active = volumes.iter().filter(|x| vol_refs(x) > 0).count();
+    let vols_reclaim: i64 = volumes.iter().filter(|x| vol_refs(x) == 0).map(vol_size).sum();
+    let cache_size: i64 = cache.iter().map(|b| int_field(b, "Size")).sum();
+    let cache_active = cache
+        .iter()
+        .filter(|b| b.get("InUse").and_then(Value::as_bool).unwrap_or(false))
+        .count();
+    let cache_reclaim: i64 = cache
+        .iter()
+        .filter(|b| !b.get("InUse").and_then(Value::as_bool).unwrap_or(false))
+        .map(|b| int_field(b, "Size"))
+        .sum();
+    let rows = vec![
+        json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": images_active.to_string(),
+            "Size": human_size(images_size as f64), "Reclaimable": reclaim(images_size, (images_size - images_used).max(0))}),
+        json!({"Type": "Containers", "TotalCount": containers.len().to_string(), "Active": ctr_active.to_string(),
+            "Size": human_size(ctr_size as f64), "Reclaimable": reclaim(ctr_size, ctr_reclaim)}),
+        json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": vols_active.to_string(),
+            "Size": human_size(vols_size as f64), "Reclaimable": reclaim(vols_size, vols_reclaim)}),
+        json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(), "Active": cache_active.to_string(),
+            "Size": human_size(cache_size as f64), "Reclaimable": human_size(cache_reclaim as f64)}),
+    ];
+    let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
+    let format = a.format.clone().unwrap_or_else(|| {
+        "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}".into()
+    });
+    if a.verbose {
+        eprintln!("berth: system df -v shows the summary only");
+    }
+    print(&render(&format, &header, &rows)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_version_block() {
+        let sv = json!({"Platform": {"Name": "berth"}, "Components": [{"Name": "Engine", "Version": "0.1.0",
+            "Details": {"ApiVersion": "1.50", "MinAPIVersion": "1.24", "GoVersion": "n/a", "GitCommit": "x",
+            "BuildTime": "now", "Os": "linux", "Arch": "amd64", "Experimental": "false"}}]});
+        let t = tabwrite_with(&server_version_text(&sv), 20, 1);
+        assert!(t.contains("\nServer: berth\n Engine:\n  Version:          0.1.0\n  API version:      1.50 (minimum version 1.24)\n"), "{t}");
+    }
+
+    #[test]
+    fn event_lines() {
+        let ev = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc",
+            "Attributes": {"name": "x", "image": "busybox"}}, "timeNano": 1_000_000_001i64});
+        assert_eq!(event_line(&ev), "1970-01-01T00:00:01.000000001Z container start abc (image=busybox, name=x)");
+    }
+
+    #[test]
+    fn inspect_indent() {
+        assert_eq!(indent_json(&json!([{"A": []}])), "[\n    {\n        \"A\": []\n    }\n]");
+    }
+}
