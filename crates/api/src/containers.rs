@@ -28,7 +28,7 @@ impl From<EngineError> for ApiError {
 }
 
 /// Run a blocking engine call off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -138,6 +138,7 @@ pub async fn handle(
         }
         ("GET", [id, "logs"]) => logs(engine, req, id).await,
         ("POST", [id, "attach"]) => attach(engine, req, id).await,
+        ("POST", [id, "exec"]) => crate::exec::create(engine, req, id).await,
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /containers/{}",
             m,
@@ -348,6 +349,8 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
     let tty = c.config.tty;
     let engine = engine.clone();
     let id = c.id.clone();
+    // Attached before start: the start holds the program until we are connected.
+    let ticket = (!c.state.running).then(|| engine.expect_attach(&id));
     let handler: crate::server::HijackHandler = Box::new(move |mut conn| {
         Box::pin(async move {
             // Attach may come before start (docker run): wait until the shim is up.
@@ -361,55 +364,25 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
                     shim = Some(s);
                     break;
                 }
+                // Before a start (docker run, start -a) the shim is not up yet: keep
+                // trying while the container exists.
                 let gone = engine
                     .get(&id)
-                    .map(|c| !c.state.running && c.state.status != "created")
+                    .map(|c| ticket.is_none() && !c.state.running)
                     .unwrap_or(true);
                 if gone {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            if let Some(t) = ticket {
+                engine.attach_settled(&id, t);
+            }
             let Some(shim) = shim else {
                 let _ = conn.shutdown().await;
                 return;
             };
-            if shim.set_nonblocking(true).is_err() {
-                return;
-            }
-            let Ok(shim) = tokio::net::UnixStream::from_std(shim) else {
-                return;
-            };
-            let (mut shim_read, mut shim_write) = shim.into_split();
-            let (mut conn_read, mut conn_write) = tokio::io::split(conn);
-            let input = tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    match conn_read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if shim_write.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let _ = shim_write.shutdown().await;
-            });
-            let mut buf = vec![0u8; 8192];
-            loop {
-                match shim_read.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if conn_write.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                        let _ = conn_write.flush().await;
-                    }
-                }
-            }
-            let _ = conn_write.shutdown().await;
-            input.abort();
+            splice(conn, shim).await;
         })
     });
     let _ = tty;
@@ -421,6 +394,47 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
         },
         handler,
     })
+}
+
+/// Copies between a hijacked client connection and a shim stream until the shim
+/// side ends (the process is gone and its output drained).
+pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::net::UnixStream) {
+    if shim.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(shim) = tokio::net::UnixStream::from_std(shim) else {
+        return;
+    };
+    let (mut shim_read, mut shim_write) = shim.into_split();
+    let (mut conn_read, mut conn_write) = tokio::io::split(conn);
+    let input = tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match conn_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if shim_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = shim_write.shutdown().await;
+    });
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match shim_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if conn_write.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                let _ = conn_write.flush().await;
+            }
+        }
+    }
+    let _ = conn_write.shutdown().await;
+    input.abort();
 }
 
 #[cfg(test)]

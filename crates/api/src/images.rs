@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use berth_engine::engine::Engine;
 use berth_image::store::{DeleteItem, ImageRecord, ImageUser};
-use berth_image::{ImageError, ImportOptions, Images};
+use berth_image::{ImageError, Images, ImportOptions};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -66,9 +66,15 @@ pub async fn handle(
             let repo = req.query.get("repo").cloned().unwrap_or_default();
             let tag = req.query.get("tag").cloned().unwrap_or_default();
             if repo.is_empty() {
-                return Err(ApiError::bad_request("repository name must have at least one component"));
+                return Err(ApiError::bad_request(
+                    "repository name must have at least one component",
+                ));
             }
-            let target = if tag.is_empty() { repo } else { format!("{repo}:{tag}") };
+            let target = if tag.is_empty() {
+                repo
+            } else {
+                format!("{repo}:{tag}")
+            };
             let i = images.clone();
             blocking(move || Ok(i.store().tag(&name, &target)?)).await?;
             Ok(Response::Empty(201))
@@ -166,7 +172,9 @@ async fn list(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError>
         let mut out = Vec::new();
         for r in &list {
             // Without `all`, intermediate images (untagged parents of others) are hidden.
-            let mut keep = all || !r.repo_tags.is_empty() || !list.iter().any(|o| o.parent.as_ref() == Some(&r.id));
+            let mut keep = all
+                || !r.repo_tags.is_empty()
+                || !list.iter().any(|o| o.parent.as_ref() == Some(&r.id));
             for (k, v) in &filters {
                 keep &= match k.as_str() {
                     "reference" => reference_matches(v, r),
@@ -190,9 +198,7 @@ async fn list(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError>
                         Err(_) => false,
                     },
                     other => {
-                        return Err(ApiError::bad_request(format!(
-                            "invalid filter '{other}'"
-                        )))
+                        return Err(ApiError::bad_request(format!("invalid filter '{other}'")))
                     }
                 };
             }
@@ -324,10 +330,11 @@ async fn remove(
     let (e, i, name) = (engine.clone(), images.clone(), name.to_string());
     let items = blocking(move || {
         let users = users(&e)?;
-        i.remove(&name, force, &users, prune).map_err(|err| match err {
-            ImageError::ImageNotFound(_) => not_found(&name),
-            other => other.into(),
-        })
+        i.remove(&name, force, &users, prune)
+            .map_err(|err| match err {
+                ImageError::ImageNotFound(_) => not_found(&name),
+                other => other.into(),
+            })
     })
     .await?;
     let out: Vec<Value> = items

@@ -121,6 +121,7 @@ impl Backend for DaemonBackend {
                     let parts: Vec<&str> = rest.split('/').collect();
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
+                (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
                 (_, "images") => {
                     berth_api::images::handle(&self.engine, &self.images, &req, rest).await
                 }
@@ -151,7 +152,10 @@ impl DaemonBackend {
     fn info(&self) -> serde_json::Value {
         let c = &self.config;
         let containers = self.engine.list().unwrap_or_default();
-        let running = containers.iter().filter(|c| c.state.running && !c.state.paused).count();
+        let running = containers
+            .iter()
+            .filter(|c| c.state.running && !c.state.paused)
+            .count();
         let paused = containers.iter().filter(|c| c.state.paused).count();
         serde_json::json!({
             "Name": hostname(),
@@ -197,7 +201,8 @@ fn daemon_id(data_root: &Path) -> String {
         return id.trim().to_string();
     }
     let mut buf = [0u8; 16];
-    let _ = fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
+    let _ = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
     let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
     let id = format!(
         "{}-{}-{}-{}-{}",
@@ -221,7 +226,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
         'g' => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.trim().parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| (n * mult as f64) as u64)
 }
 
 fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
@@ -232,10 +240,14 @@ fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("berth-shim"));
     let init_path = c.init_path.clone().or_else(|| {
-        ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/bin/tini"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
+        [
+            "/usr/bin/tini-static",
+            "/usr/bin/docker-init",
+            "/usr/bin/tini",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
     });
     Ok(EngineConfig {
         data_root: c.data_root.clone(),
@@ -291,9 +303,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         sockets.push(PathBuf::from(path));
     }
     let pidfile = config.pidfile.clone();
-    let images = Arc::new(
-        Images::open(&config.data_root).map_err(|e| DaemonError::Start(e.to_string()))?,
-    );
+    let images =
+        Arc::new(Images::open(&config.data_root).map_err(|e| DaemonError::Start(e.to_string()))?);
     let engine = Arc::new(
         Engine::open(
             engine_config(&config)?,

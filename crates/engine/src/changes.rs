@@ -61,11 +61,7 @@ pub fn apply(config: &ContainerConfig, changes: &[String]) -> Result<ContainerCo
                 .on_build
                 .get_or_insert_with(Vec::new)
                 .push(rest.to_string()),
-            other => {
-                return Err(format!(
-                    "{other} is not a valid change command"
-                ))
-            }
+            other => return Err(format!("{other} is not a valid change command")),
         }
     }
     Ok(out)
@@ -175,7 +171,10 @@ mod tests {
         assert_eq!(c.working_dir.as_deref(), Some("/tmp"));
         let ports: Vec<_> = c.exposed_ports.unwrap_or_default().into_keys().collect();
         assert_eq!(ports, vec!["53/udp", "80/tcp"]);
-        assert_eq!(c.labels.unwrap_or_default().get("a").map(String::as_str), Some("b"));
+        assert_eq!(
+            c.labels.unwrap_or_default().get("a").map(String::as_str),
+            Some("b")
+        );
     }
 
     #[test]

@@ -101,6 +101,12 @@ pub struct Engine {
     /// Per container: how many times it has exited, and its last exit code (kept
     /// after removal so that `wait --condition removed` can report it).
     exits: Mutex<HashMap<String, (u64, i32)>>,
+    /// Per container: attach requests made before it started, which its next start
+    /// waits for (see [`Engine::expect_attach`]).
+    pending_attach: Mutex<HashMap<String, Vec<u64>>>,
+    next_ticket: std::sync::atomic::AtomicU64,
+    /// Exec instances by ID (in memory, as dockerd keeps them).
+    execs: Mutex<HashMap<String, crate::exec::Exec>>,
 }
 
 /// `docker wait`'s conditions.
@@ -158,6 +164,9 @@ impl Engine {
             locks: Mutex::new(HashMap::new()),
             changed: Arc::new((Mutex::new(0), Condvar::new())),
             exits: Mutex::new(HashMap::new()),
+            pending_attach: Mutex::new(HashMap::new()),
+            next_ticket: std::sync::atomic::AtomicU64::new(1),
+            execs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -332,6 +341,23 @@ impl Engine {
 
     pub fn start(self: &Arc<Self>, key: &str) -> Result<()> {
         let id = self.resolve(key)?;
+        let result = self.start_resolved(&id);
+        if let Err(e) = &result {
+            // A container that could not start is removed at once when it was made
+            // with --rm (the client waits for its removal), as dockerd does.
+            let auto_remove = self
+                .store
+                .get::<Container>(&id)
+                .is_ok_and(|c| c.host_config.auto_remove && !c.state.running);
+            if auto_remove && !matches!(e, EngineError::NotModified) {
+                let _ = self.remove(&id, true);
+            }
+        }
+        result
+    }
+
+    fn start_resolved(self: &Arc<Self>, id: &str) -> Result<()> {
+        let id = id.to_string();
         let lock = self.lock_for(&id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut c: Container = self.store.get(&id)?;
@@ -452,6 +478,10 @@ impl Engine {
         if self.config.systemd_cgroup {
             cmd.arg("--systemd-cgroup");
         }
+        let attachers = self.take_pending_attach(&c.id);
+        if attachers > 0 {
+            cmd.arg("--attach-wait").arg(attachers.to_string());
+        }
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -491,6 +521,48 @@ impl Engine {
             )));
         }
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
+    }
+
+    pub(crate) fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An attach made before start (`docker run`, `docker start -a`): the next start
+    /// holds the program until this client has connected to the shim, so it sees
+    /// every byte. Returns a ticket for [`Engine::attach_settled`].
+    pub fn expect_attach(&self, id: &str) -> u64 {
+        let ticket = self
+            .next_ticket
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pending_attach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .push(ticket);
+        ticket
+    }
+
+    /// The attach client has connected, or given up: a later start need not wait.
+    pub fn attach_settled(&self, id: &str, ticket: u64) {
+        let mut pending = self
+            .pending_attach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = pending.get_mut(id) {
+            t.retain(|x| *x != ticket);
+            if t.is_empty() {
+                pending.remove(id);
+            }
+        }
+    }
+
+    fn take_pending_attach(&self, id: &str) -> usize {
+        self.pending_attach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .map_or(0, |t| t.len())
     }
 
     /// At daemon start: re-adopt the containers whose shim still runs, record the

@@ -9,6 +9,7 @@
 pub mod changes;
 pub mod container;
 pub mod engine;
+pub mod exec;
 pub mod images;
 pub mod local_images;
 pub mod names;

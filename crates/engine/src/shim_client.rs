@@ -42,6 +42,24 @@ pub struct ExecState {
     pub exit_code: Option<i32>,
 }
 
+/// Connects to a unix socket whatever the length of its path: a path over the
+/// 108-byte `sun_path` limit (a deep exec-root) is reached through its directory,
+/// opened and named as `/proc/self/fd/N/<socket>`.
+pub fn connect(path: &Path) -> std::io::Result<UnixStream> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() < 100 {
+        return UnixStream::connect(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixStream::connect(path);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    UnixStream::connect(short)
+}
+
 pub struct ShimClient {
     id: String,
     socket: PathBuf,
@@ -69,7 +87,7 @@ impl ShimClient {
         request: &Value,
         timeout: Option<Duration>,
     ) -> Result<(Value, UnixStream), ShimError> {
-        let mut stream = UnixStream::connect(&self.socket).map_err(|e| self.unreachable(e))?;
+        let mut stream = connect(&self.socket).map_err(|e| self.unreachable(e))?;
         stream
             .set_read_timeout(timeout)
             .map_err(|e| self.unreachable(e))?;

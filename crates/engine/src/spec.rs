@@ -218,17 +218,40 @@ fn cap_name(name: &str) -> Result<String, SpecError> {
     }
 }
 
+/// "Every capability", as far as this daemon can grant them: the known ones that
+/// are in berthd's own bounding set (a daemon in a restricted sandbox cannot give
+/// what it lacks, and asking for it would fail the start).
+fn grantable_caps() -> BTreeSet<String> {
+    static BOUNDING: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let bounding = *BOUNDING.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX)
+    });
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 /// Docker's rule: start from the defaults (or everything when privileged), add,
 /// then drop; "ALL" in either list means every capability.
 pub fn capabilities(host: &HostConfig) -> Result<Vec<String>, SpecError> {
     let mut caps: BTreeSet<String> = if host.privileged {
-        ALL_CAPS.iter().map(|c| c.to_string()).collect()
+        grantable_caps()
     } else {
         DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
     };
     let all = |v: &[String]| v.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
     if all(&host.cap_add) {
-        caps = ALL_CAPS.iter().map(|c| c.to_string()).collect();
+        caps = grantable_caps();
     } else {
         for c in &host.cap_add {
             caps.insert(cap_name(c)?);
@@ -872,6 +895,18 @@ const DENIED_SYSCALLS: &[(&str, Option<&str>)] = &[
     ("personality", None),
 ];
 
+/// CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+/// CLONE_NEWPID, CLONE_NEWNET: together Docker's mask 0x7E020000.
+const CLONE_NAMESPACE_FLAGS: [u64; 7] = [
+    0x0002_0000,
+    0x0200_0000,
+    0x0400_0000,
+    0x0800_0000,
+    0x1000_0000,
+    0x2000_0000,
+    0x4000_0000,
+];
+
 /// The default seccomp profile for a container with capabilities `caps`.
 pub fn default_seccomp(caps: &[String]) -> Value {
     let has = |c: &str| caps.iter().any(|x| x == c);
@@ -893,9 +928,13 @@ pub fn default_seccomp(caps: &[String]) -> Value {
                  {"index": 0, "value": 4294967295u64, "op": "SCMP_CMP_NE"}]}),
     );
     // New namespaces through clone need CAP_SYS_ADMIN, as Docker's profile says.
+    // Docker allows clone when no namespace flag is set; with a default of allow that
+    // is one deny rule per flag (rules of one entry are ANDed, entries are ORed).
     if !has("CAP_SYS_ADMIN") {
-        syscalls.push(json!({"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
-            "args": [{"index": 0, "value": 2114060288u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}));
+        for flag in CLONE_NAMESPACE_FLAGS {
+            syscalls.push(json!({"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}]}));
+        }
         // clone3 cannot be filtered by its flags: ENOSYS makes libc fall back to clone.
         syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}));
     }
@@ -1111,11 +1150,13 @@ mod tests {
         assert!(!ns.contains("\"pid\"") && !ns.contains("\"ipc\"") && !ns.contains("network"));
         assert!(spec["linux"].get("seccomp").is_none());
         assert!(spec["linux"].get("maskedPaths").is_none());
+        // Every capability this test process itself holds (a sandbox may lack some).
         assert_eq!(
             spec["process"]["capabilities"]["bounding"]
                 .as_array()
                 .map(|a| a.len()),
-            Some(ALL_CAPS.len())
+            Some(grantable_caps().len())
         );
+        assert!(grantable_caps().contains("CAP_SYS_ADMIN"));
     }
 }

@@ -20,6 +20,9 @@ pub struct Options {
     pub stdin: bool,
     pub stdin_once: bool,
     pub systemd_cgroup: bool,
+    /// Attach clients to wait for before the container's program runs (`docker run`
+    /// attaches before it starts: output written before they connect would be lost).
+    pub attach_wait: u32,
 }
 
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimError> {
@@ -34,6 +37,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
     let mut stdin = false;
     let mut stdin_once = false;
     let mut systemd_cgroup = false;
+    let mut attach_wait = 0;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -55,7 +59,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
             "--stdin-once" => switch(&mut stdin_once)?,
             "--systemd-cgroup" => switch(&mut systemd_cgroup)?,
             "--id" | "--bundle" | "--state-dir" | "--runtime-root" | "--log-path"
-            | "--log-max-size" | "--log-max-file" => {
+            | "--log-max-size" | "--log-max-file" | "--attach-wait" => {
                 let value = match inline {
                     Some(v) => v,
                     None => args
@@ -74,6 +78,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
                         })?;
                         // Docker's -1 means unlimited.
                         log_max_size = u64::try_from(n).ok().filter(|n| *n > 0);
+                    }
+                    "--attach-wait" => {
+                        attach_wait = value.parse().map_err(|_| {
+                            usage(format!("--attach-wait: not a number: {value:?}"))
+                        })?;
                     }
                     _ => {
                         log_max_file = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -99,6 +108,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
         stdin,
         stdin_once,
         systemd_cgroup,
+        attach_wait,
     })
 }
 

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_runtime::container::create::{self, CreateOptions, Mode};
+use berth_runtime::container::create::{self, CreateOptions, Created, Mode};
 use berth_runtime::container::exec::{exec_in, ExecOptions};
 use berth_runtime::container::{delete, kill, Global};
 use berth_runtime::sync::Message;
@@ -39,6 +39,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Exec records kept after their process ended, for `exec_state`.
 const MAX_EXEC_RECORDS: usize = 64;
 const READ_CHUNK: usize = 8192;
+/// How long a start waits for the attach clients berthd announced.
+const ATTACH_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Shim {
     id: String,
@@ -85,6 +87,8 @@ struct Request {
 
 /// Everything a failed start-up must undo.
 struct Started {
+    /// The created container, its init waiting for the word to run the program.
+    held: Created,
     pid: i32,
     cgroup_path: String,
     master: Option<OwnedFd>,
@@ -108,7 +112,7 @@ impl Shim {
         listener
             .set_nonblocking(true)
             .map_err(|e| ShimError::io(SOCKET, e))?;
-        let started = match create_and_release(opts, &global) {
+        let started = match create_held(opts, &global) {
             Ok(s) => s,
             Err(e) => {
                 let _ = std::fs::remove_file(SOCKET);
@@ -151,7 +155,8 @@ impl Shim {
             sys::set_nonblocking(&fd)?;
             init.stdin = Some(StdinSink::new(fd, false));
         }
-        Ok(Shim {
+        let held = started.held;
+        let mut shim = Shim {
             id: opts.id.clone(),
             global,
             state_dir: opts.state_dir.clone(),
@@ -166,7 +171,45 @@ impl Shim {
             next_key: INIT + 1,
             pollfds: Vec::new(),
             tokens: Vec::new(),
-        })
+        };
+        if opts.attach_wait > 0 {
+            shim.serve_until_attached(opts.attach_wait as usize, Instant::now() + ATTACH_WAIT);
+        }
+        if let Err(e) = release(&held, &opts.id) {
+            abandon(&shim.global, &opts.id, shim.procs[0].pid);
+            let _ = std::fs::remove_file(SOCKET);
+            return Err(e);
+        }
+        // The parsed spec is the largest thing we hold; the container runs without it.
+        drop(held);
+        Ok(shim)
+    }
+
+    /// Before the program runs: serve clients until `count` of them are attached to
+    /// the init, or the deadline passes.
+    fn serve_until_attached(&mut self, count: usize, deadline: Instant) {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            let attached = self
+                .clients
+                .iter()
+                .filter(|c| matches!(c.state, ClientState::Stream(s) if s.owner == INIT))
+                .count();
+            let now = Instant::now();
+            if attached >= count || now >= deadline {
+                return;
+            }
+            let cap = (deadline - now).as_millis().min(i32::MAX as u128) as i32 + 1;
+            let timeout = match self.build_poll_set() {
+                -1 => cap,
+                t => t.min(cap),
+            };
+            if sys::poll(&mut self.pollfds, timeout).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            self.dispatch_events(&mut buf);
+        }
     }
 
     pub fn init_pid(&self) -> i32 {
@@ -183,23 +226,28 @@ impl Shim {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
-            for i in 0..self.pollfds.len() {
-                let revents = self.pollfds[i].revents;
-                if revents == 0 {
-                    continue;
-                }
-                match self.tokens[i] {
-                    Token::Signals => self.reap(),
-                    Token::Listener => self.accept(),
-                    Token::Source(s) => self.read_source(s, &mut buf),
-                    Token::Sink(key) => self.flush_sink(key),
-                    Token::Client(c) => self.serve_client(c, revents, &mut buf),
-                }
-            }
-            self.sources.retain(|s| !s.done);
-            self.clients.retain(|c| !c.dead);
+            self.dispatch_events(&mut buf);
             self.complete_processes();
         }
+    }
+
+    /// Handles what the last poll reported.
+    fn dispatch_events(&mut self, buf: &mut [u8]) {
+        for i in 0..self.pollfds.len() {
+            let revents = self.pollfds[i].revents;
+            if revents == 0 {
+                continue;
+            }
+            match self.tokens[i] {
+                Token::Signals => self.reap(),
+                Token::Listener => self.accept(),
+                Token::Source(s) => self.read_source(s, buf),
+                Token::Sink(key) => self.flush_sink(key),
+                Token::Client(c) => self.serve_client(c, revents, buf),
+            }
+        }
+        self.sources.retain(|s| !s.done);
+        self.clients.retain(|c| !c.dead);
     }
 
     /// Fill `pollfds`/`tokens` for this round; returns the poll timeout in ms.
@@ -770,7 +818,8 @@ fn log_entry(log: &mut JsonFileLog, stream: u8, line: &[u8], now: SystemTime) {
 }
 
 /// Create the container with our pipes (or a pty) as its stdio and let it run.
-fn create_and_release(opts: &Options, global: &Global) -> Result<Started, ShimError> {
+/// Creates the container and takes its stdio; its init waits for [`release`].
+fn create_held(opts: &Options, global: &Global) -> Result<Started, ShimError> {
     let null = sys::open_null()?;
     let console = if opts.tty {
         Some(ConsoleSocket::bind(".console.sock")?)
@@ -799,36 +848,15 @@ fn create_and_release(opts: &Options, global: &Global) -> Result<Started, ShimEr
     drop(theirs);
     let pid = created.state.pid;
     let cgroup_path = created.state.cgroup_path.clone();
-    let release = || -> Result<Option<OwnedFd>, ShimError> {
-        let master = console.as_ref().map(|c| c.receive_master()).transpose()?;
-        created.channel.send(&Message::Proceed)?;
-        // The channel is close-on-exec in the init: EOF means it has exec'd the
-        // container's program; an error means it could not.
-        match created.channel.recv()? {
-            None => Ok(master),
-            Some(Message::Error(text)) => Err(ShimError::Container {
-                id: opts.id.clone(),
-                message: text,
-            }),
-            Some(other) => Err(ShimError::Container {
-                id: opts.id.clone(),
-                message: format!("unexpected message from the init: {other:?}"),
-            }),
-        }
-    };
-    let master = match release() {
+    let master = match console.as_ref().map(|c| c.receive_master()).transpose() {
         Ok(m) => m,
         Err(e) => {
-            if let Err(d) = delete::delete(global, &opts.id, true) {
-                eprintln!("berth-shim: delete container {}: {d}", opts.id);
-            }
-            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+            abandon(global, &opts.id, pid);
             return Err(e);
         }
     };
-    // The parsed spec is the largest thing we hold; the container runs without it.
-    drop(created);
     Ok(Started {
+        held: created,
         pid,
         cgroup_path,
         master,
@@ -836,6 +864,32 @@ fn create_and_release(opts: &Options, global: &Global) -> Result<Started, ShimEr
         stdout: ours[1].take(),
         stderr: ours[2].take(),
     })
+}
+
+/// Lets the held init run the container's program; an error if it could not.
+fn release(held: &Created, id: &str) -> Result<(), ShimError> {
+    held.channel.send(&Message::Proceed)?;
+    // The channel is close-on-exec in the init: EOF means it has exec'd the
+    // container's program; an error means it could not.
+    match held.channel.recv()? {
+        None => Ok(()),
+        Some(Message::Error(text)) => Err(ShimError::Container {
+            id: id.to_string(),
+            message: text,
+        }),
+        Some(other) => Err(ShimError::Container {
+            id: id.to_string(),
+            message: format!("unexpected message from the init: {other:?}"),
+        }),
+    }
+}
+
+/// Removes a container whose start failed and reaps its init.
+fn abandon(global: &Global, id: &str, pid: i32) {
+    if let Err(d) = delete::delete(global, id, true) {
+        eprintln!("berth-shim: delete container {id}: {d}");
+    }
+    let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
 }
 
 type Ends = [Option<OwnedFd>; 3];
