@@ -151,6 +151,11 @@ fn trim_zeros(s: &str) -> &str {
 
 /// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units.
 pub fn human_size(size: f64) -> String {
+    human_size_prec(size, 3)
+}
+
+/// Docker's `units.HumanSizeWithPrecision`.
+pub fn human_size_prec(size: f64, prec: usize) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut s = size;
     let mut i = 0;
@@ -158,7 +163,7 @@ pub fn human_size(size: f64) -> String {
         s /= 1000.0;
         i += 1;
     }
-    format!("{}{}", go_g(s, 3), UNITS[i])
+    format!("{}{}", go_g(s, prec), UNITS[i])
 }
 
 /// Docker's `units.BytesSize`: binary units ("1.5GiB"), used by stats and info.

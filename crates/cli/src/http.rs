@@ -286,6 +286,20 @@ pub fn encode(value: &str) -> String {
     out
 }
 
+/// Escapes a name used as a path segment as Go's url.URL does: `:` and `@` pass
+/// (`busybox:latest`, `x@sha256:…`), and so does `/` (`me/app:1`).
+pub fn encode_path(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@'
+            | b'/' | b'+' | b'=' | b',' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Builds `?k=v&k2=v2` from pairs (empty when there are none).
 pub fn query(pairs: &[(&str, String)]) -> String {
     let mut out = String::new();

@@ -9,6 +9,28 @@ use serde_json::Value;
 
 type Res<T> = Result<T, String>;
 
+thread_local! {
+    static ESCAPE_HTML: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `json` escapes `<`, `>`, `&` as Go's json.Marshal does. Docker's list
+/// contexts (ps, images rows) marshal through json.Marshal, so they escape;
+/// `inspect` encodes with escaping off.
+pub fn set_json_escape_html(on: bool) {
+    ESCAPE_HTML.with(|c| c.set(on));
+}
+
+fn html_escape(s: String) -> String {
+    if !s.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return s;
+    }
+    s.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
 #[derive(Debug, Clone)]
 enum Node {
     Text(String),
@@ -655,7 +677,14 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
         "json" => {
             arity(name, &args, 1)?;
             match &args[0] {
-                Some(v) => s(serde_json::to_string(v).map_err(|e| e.to_string())?),
+                Some(v) => {
+                    let text = serde_json::to_string(v).map_err(|e| e.to_string())?;
+                    s(if ESCAPE_HTML.with(|c| c.get()) {
+                        html_escape(text)
+                    } else {
+                        text
+                    })
+                }
                 None => s("null".into()),
             }
         }

@@ -10,7 +10,7 @@ use super::{filters_json, for_each, int_field, print, render, str_field};
 use crate::args::*;
 use crate::client::{Client, CliError, Result};
 use crate::format::{self, ellipsis, go_quote, human_size, short_id};
-use crate::http::{encode, query, Body};
+use crate::http::{encode_path as encode, query, Body};
 use crate::stream;
 
 const PS_TABLE: &str =
@@ -127,6 +127,7 @@ fn ps_row(c: &Value, trunc: bool) -> Value {
         "Mounts": mount_names.join(","),
         "Names": names_shown,
         "Networks": networks.join(","),
+        "Platform": Value::Null,
         "Ports": format_ports(c.get("Ports")),
         "RunningFor": format::ago(created),
         "Size": size,
@@ -333,14 +334,22 @@ pub fn rename(c: &mut Client, a: RenameArgs) -> Result<()> {
             "Error: neither old nor new names may be empty",
         ));
     }
-    c.call(
+    let r = c.call(
         "POST",
         &format!(
             "/containers/{}/rename{}",
             encode(&a.container),
             query(&[("name", a.new_name.clone())])
         ),
-    )
+    );
+    if let Err(e) = r {
+        eprintln!("{e}");
+        return Err(CliError::other(format!(
+            "Error: failed to rename container named {}",
+            a.container
+        )));
+    }
+    Ok(())
 }
 
 pub fn top(c: &mut Client, a: TopArgs) -> Result<()> {

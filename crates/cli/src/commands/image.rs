@@ -10,7 +10,7 @@ use super::{filters_json, int_field, print, render, str_field};
 use crate::args::*;
 use crate::client::{Client, CliError, JsonStream, Result};
 use crate::format::{self, ellipsis, human_size, short_id};
-use crate::http::{encode, query, Body};
+use crate::http::{encode_path as encode, query, Body};
 
 const IMAGES_TABLE: &str =
     "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
@@ -29,16 +29,20 @@ fn image_rows(img: &Value, trunc: bool) -> Vec<Value> {
     let size = int_field(img, "Size");
     let base = |repo: &str, tag: &str, digest: &str| {
         let containers = int_field(img, "Containers");
+        let shared = img.get("SharedSize").and_then(Value::as_i64).unwrap_or(-1);
+        let na = |v: i64, s: String| if v < 0 { "N/A".to_string() } else { s };
         json!({
-            "ID": if trunc { short_id(id) } else { id.to_string() },
-            "Repository": repo, "Tag": tag, "Digest": digest,
-            "CreatedSince": if created == 0 { "N/A".to_string() } else { format::ago(created) },
+            "Containers": na(containers, containers.to_string()),
             "CreatedAt": format::go_time_string(created),
+            "CreatedSince": if created == 0 { "N/A".to_string() } else { format::ago(created) },
+            "Digest": digest,
+            "ID": if trunc { short_id(id) } else { id.to_string() },
+            "Repository": repo,
+            "SharedSize": na(shared, human_size(shared as f64)),
             "Size": human_size(size as f64),
-            "VirtualSize": human_size(size as f64),
-            "SharedSize": if int_field(img, "SharedSize") < 0 { "N/A".to_string() } else { human_size(int_field(img, "SharedSize") as f64) },
-            "UniqueSize": human_size((size - int_field(img, "SharedSize").max(0)) as f64),
-            "Containers": if containers < 0 { "N/A".to_string() } else { containers.to_string() },
+            "Tag": tag,
+            "UniqueSize": na(shared, human_size((size - shared) as f64)),
+            "VirtualSize": format::human_size_prec(size as f64, 4),
         })
     };
     let list = |k: &str| -> Vec<String> {

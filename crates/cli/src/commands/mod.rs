@@ -30,6 +30,7 @@ pub fn render(format: &str, header: &Value, rows: &[Value]) -> Result<String> {
     };
     let body = body.trim_matches(' ').replace("\\t", "\t").replace("\\n", "\n");
     let tmpl = parse_template(&body)?;
+    crate::template::set_json_escape_html(true);
     let mut out = String::new();
     if is_table {
         // Docker runs the header with functions that pass their argument through.
@@ -46,6 +47,7 @@ pub fn render(format: &str, header: &Value, rows: &[Value]) -> Result<String> {
         out.push_str(&line);
         out.push('\n');
     }
+    crate::template::set_json_escape_html(false);
     Ok(if is_table { tabwrite(&out) } else { out })
 }
 

@@ -13,7 +13,7 @@ use super::image::pull_image;
 use super::{expand_env, read_env_file, str_field};
 use crate::args::*;
 use crate::client::{Client, CliError, Result};
-use crate::http::{encode, query, Body, Upgraded};
+use crate::http::{encode_path as encode, query, Body, Upgraded};
 use crate::stream;
 use crate::term;
 
@@ -306,7 +306,7 @@ pub fn run(c: &mut Client, a: RunArgs) -> Result<()> {
     )?;
     if let Err(e) = c.call("POST", &format!("/containers/{id}/start")) {
         let msg = e.to_string();
-        eprintln!("berth: {msg}");
+        eprintln!("berth: {msg}\n\nRun 'berth run --help' for more information");
         return Err(CliError::Exit(start_error_code(&msg)));
     }
     let resize = a.tty.then(|| format!("/containers/{id}/resize"));

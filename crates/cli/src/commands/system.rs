@@ -9,7 +9,7 @@ use super::{filters_json, int_field, parse_template, print, render, str_field};
 use crate::args::*;
 use crate::client::{Client, CliError, JsonStream, Result, CLIENT_API_VERSION};
 use crate::format::{self, human_size, tabwrite_with};
-use crate::http::{encode, query};
+use crate::http::{encode_path as encode, query};
 
 /// JSON indented with four spaces, as Docker's `json.Indent(…, "", "    ")`.
 pub fn indent_json(v: &Value) -> String {
@@ -176,7 +176,7 @@ pub fn server_version_text(sv: &Value) -> String {
         match c.pointer(&format!("/Details/{k}")) {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
-            None => "<no value>".into(),
+            None => String::new(),
         }
     };
     let fallback;
