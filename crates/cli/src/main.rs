@@ -8,11 +8,11 @@ mod http;
 mod stream;
 mod template;
 mod term;
+mod usage;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
 use clap::Parser;
 
 use args::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
@@ -46,26 +46,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Docker's exit codes for bad command lines: 125, or 0 for --help.
 fn usage_error(e: clap::Error) -> ExitCode {
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
-            ExitCode::SUCCESS
-        }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            ExitCode::from(1)
-        }
-        ErrorKind::InvalidSubcommand => {
-            let _ = e.print();
-            ExitCode::from(1)
-        }
-        _ => {
-            let _ = e.print();
-            ExitCode::from(125)
-        }
-    }
+    ExitCode::from(usage::report(&e))
 }
 
 /// Whether the command reports errors as `run` does (exit 125), and its name.

@@ -1,0 +1,182 @@
+//! berth against the real `docker` CLI (28.x), both talking to the same berthd:
+//! stdout, stderr and exit codes must match after masking IDs (and, where a line
+//! shows a time that can tick between the two runs, durations).
+
+mod common;
+
+use common::{code, mask, mask_ids, stderr, stdout, Engine};
+
+/// Runs one command line through both CLIs; retries a few times when the only
+/// difference could be a clock tick between the two runs.
+fn same(e: &Engine, args: &[&str]) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let b = e.berth(args);
+        let d = e.docker(args);
+        let (bo, doo) = (mask_ids(&stdout(&b)), mask_ids(&stdout(&d)));
+        let (be, de) = (berth_as_docker(&stderr(&b)), mask_ids(&stderr(&d)));
+        if bo == doo && be == de && code(&b) == code(&d) {
+            return;
+        }
+        last = format!(
+            "{args:?}\n--- berth (exit {}) ---\n{bo}{be}\n--- docker (exit {}) ---\n{doo}{de}",
+            code(&b),
+            code(&d)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    panic!("outputs differ: {last}");
+}
+
+/// Compares with durations masked (for outputs with times that move, e.g. `ps`
+/// right after `run`), but still exact otherwise.
+fn same_masked(e: &Engine, args: &[&str]) {
+    let b = e.berth(args);
+    let d = e.docker(args);
+    assert_eq!(code(&b), code(&d), "{args:?} exit codes");
+    assert_eq!(mask(&stdout(&b)), mask(&stdout(&d)), "{args:?} stdout");
+    assert_eq!(
+        mask(&berth_as_docker(&stderr(&b))),
+        mask(&stderr(&d)),
+        "{args:?} stderr"
+    );
+}
+
+/// berth names itself where docker does: `berth:` / `'berth run --help'`.
+fn berth_as_docker(s: &str) -> String {
+    mask_ids(&s.replace("berth: ", "docker: ").replace("'berth ", "'docker "))
+}
+
+#[test]
+fn ps_images_inspect_logs_match_docker() {
+    let e = Engine::start();
+    e.ok(&["run", "--name", "hello", "busybox", "echo", "hello world"]);
+    e.ok(&[
+        "run", "--name", "failing", "-l", "team=a", "busybox", "sh", "-c",
+        "echo to-out; echo to-err >&2; exit 3",
+    ]);
+    e.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "300"]);
+    e.ok(&["create", "--name", "fresh", "-e", "A=1", "busybox", "true"]);
+    e.ok(&["tag", "busybox", "example.com/team/tool:1.0"]);
+
+    for args in [
+        &["ps"][..],
+        &["ps", "-a"],
+        &["ps", "-a", "--no-trunc"],
+        &["ps", "-aq"],
+        &["ps", "-a", "-n", "2"],
+        &["ps", "-l"],
+        &["ps", "-a", "--filter", "status=exited"],
+        &["ps", "-a", "--filter", "name=sleeper"],
+        &["ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Command}}"],
+        &["ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.Labels}}"],
+        &["ps", "-a", "--format", "{{json .}}"],
+        &["ps", "-a", "--format", "{{upper .Names}} {{.Names | printf \"%-10s|\"}}"],
+        &["container", "ls", "-a"],
+        &["images"],
+        &["images", "-q"],
+        &["images", "--no-trunc"],
+        &["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"],
+        &["images", "--format", "{{json .}}"],
+        &["image", "ls"],
+        &["history", "busybox"],
+        &["logs", "hello"],
+        &["logs", "failing"],
+        &["logs", "--tail", "1", "failing"],
+        &["logs", "-t", "hello"],
+        &["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "failing"],
+        &["inspect", "--format", "{{.State.Pid}}", "hello"],
+        &["inspect", "--format", "{{.GraphDriver.Data}}", "sleeper"],
+        &["inspect", "--format", "{{json .Config.Cmd}} {{.Config.Env}} {{index .Config.Labels \"team\"}}", "failing"],
+        &["inspect", "--format", "{{range .Config.Env}}[{{.}}]{{end}}", "fresh"],
+        &["inspect", "--format", "{{if .State.Running}}up{{else}}down{{end}}", "sleeper"],
+        &["inspect", "-f", "{{.Name}} {{.HostConfig.RestartPolicy.Name}}", "hello", "failing"],
+        &["inspect", "--type", "image", "--format", "{{.Id}} {{.RepoTags}}", "busybox"],
+        &["inspect", "busybox"],
+        &["inspect", "hello"],
+        &["inspect", "no-such-thing"],
+        &["inspect", "--type", "container", "no-such-thing"],
+        &["container", "inspect", "--format", "{{.Id}}", "hello"],
+        &["image", "inspect", "--format", "{{.RootFS.Layers}}", "busybox"],
+        &["wait", "failing"],
+        &["top", "sleeper"],
+        &["diff", "hello"],
+        &["system", "df"],
+        &["rm", "no-such-container"],
+        &["stop", "no-such-container"],
+        &["logs", "no-such-container"],
+        &["rmi", "no-such-image"],
+    ] {
+        same(&e, args);
+    }
+}
+
+#[test]
+fn run_exit_codes_and_output_match_docker() {
+    let e = Engine::start();
+    for args in [
+        &["run", "--rm", "busybox", "echo", "hi"][..],
+        &["run", "--rm", "busybox", "sh", "-c", "exit 42"],
+        &["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"],
+        &["run", "--rm", "-e", "A=b c", "-w", "/tmp", "-u", "nobody", "busybox", "sh", "-c", "echo \"$A\"; pwd; id -u"],
+        &["run", "--rm", "--entrypoint", "echo", "busybox", "entry", "point"],
+        &["run", "--rm", "-h", "myhost", "busybox", "hostname"],
+        &["run", "--rm", "busybox", "no-such-command"],
+        &["run", "--rm", "busybox", "/etc/passwd"],
+        &["run", "--rm", "no-such-image-here"],
+        &["run", "--rm", "--bogus-flag", "busybox"],
+        &["container", "run", "--rm", "busybox", "true"],
+    ] {
+        same(&e, args);
+    }
+}
+
+#[test]
+fn lifecycle_commands_match_docker() {
+    let e = Engine::start();
+    // Each command runs through berth on one container and docker on a twin.
+    e.ok(&["run", "-d", "--name", "b1", "busybox", "sleep", "300"]);
+    e.ok(&["run", "-d", "--name", "d1", "busybox", "sleep", "300"]);
+    let pairs: &[(&[&str], &[&str])] = &[
+        (&["pause", "b1"], &["pause", "d1"]),
+        (&["unpause", "b1"], &["unpause", "d1"]),
+        (&["restart", "-t", "1", "b1"], &["restart", "-t", "1", "d1"]),
+        (&["kill", "-s", "KILL", "b1"], &["kill", "-s", "KILL", "d1"]),
+        (&["kill", "b1"], &["kill", "d1"]),
+        (&["start", "b1"], &["start", "d1"]),
+        (&["stop", "-t", "1", "b1"], &["stop", "-t", "1", "d1"]),
+        (&["rename", "b1", "b2"], &["rename", "d1", "d2"]),
+        (&["rm", "b2"], &["rm", "d2"]),
+    ];
+    for (b_args, d_args) in pairs {
+        let b = e.berth(b_args);
+        let d = e.docker(d_args);
+        let b_out = stdout(&b).replace("b1", "X").replace("b2", "Y");
+        let d_out = stdout(&d).replace("d1", "X").replace("d2", "Y");
+        assert_eq!(code(&b), code(&d), "{b_args:?}: {} / {}", stderr(&b), stderr(&d));
+        assert_eq!(b_out, d_out, "{b_args:?}");
+        assert_eq!(
+            mask_ids(&stderr(&b)).replace("b1", "X").replace("b2", "Y"),
+            mask_ids(&stderr(&d)).replace("d1", "X").replace("d2", "Y"),
+            "{b_args:?}"
+        );
+    }
+    same_masked(&e, &["ps", "-a"]);
+}
+
+#[test]
+fn version_server_part_matches_docker() {
+    let e = Engine::start();
+    let server = |s: String| -> String {
+        s.lines()
+            .skip_while(|l| !l.starts_with("Server"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let b = server(e.ok(&["version"]));
+    let d = server(stdout(&e.docker(&["version"])));
+    assert!(b.starts_with("Server"), "{b}");
+    assert_eq!(b, d);
+    same(&e, &["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"]);
+    same(&e, &["info", "--format", "{{.Containers}} {{.Images}} {{.Driver}}"]);
+}
