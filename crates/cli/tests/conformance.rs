@@ -44,17 +44,18 @@ fn same_masked(e: &Engine, args: &[&str]) {
 
 /// berth names itself where docker does: `berth:` / `'berth run --help'`.
 fn berth_as_docker(s: &str) -> String {
-    mask_ids(&s.replace("berth: ", "docker: ").replace("'berth ", "'docker "))
+    mask_ids(&s.replace("berth ", "docker ").replace("berth:", "docker:"))
 }
 
 #[test]
 fn ps_images_inspect_logs_match_docker() {
     let e = Engine::start();
     e.ok(&["run", "--name", "hello", "busybox", "echo", "hello world"]);
-    e.ok(&[
+    let failing = e.berth(&[
         "run", "--name", "failing", "-l", "team=a", "busybox", "sh", "-c",
         "echo to-out; echo to-err >&2; exit 3",
     ]);
+    assert_eq!(code(&failing), 3);
     e.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "300"]);
     e.ok(&["create", "--name", "fresh", "-e", "A=1", "busybox", "true"]);
     e.ok(&["tag", "busybox", "example.com/team/tool:1.0"]);
@@ -142,6 +143,7 @@ fn lifecycle_commands_match_docker() {
         (&["unpause", "b1"], &["unpause", "d1"]),
         (&["restart", "-t", "1", "b1"], &["restart", "-t", "1", "d1"]),
         (&["kill", "-s", "KILL", "b1"], &["kill", "-s", "KILL", "d1"]),
+        (&["wait", "b1"], &["wait", "d1"]),
         (&["kill", "b1"], &["kill", "d1"]),
         (&["start", "b1"], &["start", "d1"]),
         (&["stop", "-t", "1", "b1"], &["stop", "-t", "1", "d1"]),

@@ -223,7 +223,15 @@ pub fn server_version_text(sv: &Value) -> String {
 }
 
 pub fn version(c: &mut Client, a: FormatArg) -> Result<()> {
-    let server = c.get_json("/version");
+    // Docker's templates see Go field names: ApiVersion is APIVersion there.
+    let server = c.get_json("/version").map(|mut v| {
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(api) = obj.get("ApiVersion").cloned() {
+                obj.insert("APIVersion".into(), api);
+            }
+        }
+        v
+    });
     let api = c.api_version().unwrap_or_else(|_| {
         format!("{}.{}", CLIENT_API_VERSION.0, CLIENT_API_VERSION.1)
     });

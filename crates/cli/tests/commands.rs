@@ -1,0 +1,194 @@
+//! berth driven as a user drives it: host selection, the daemon being down, stdin
+//! piped into containers, exec, logs, import/export, and exit codes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{code, stderr, stdout, Engine};
+
+fn berth() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.env_remove("BERTH_HOST")
+        .env_remove("DOCKER_HOST")
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn daemon_down_names_the_socket_and_how_to_start_berthd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("none.sock");
+    let host = format!("unix://{}", sock.display());
+    let ps = berth().args(["-H", &host, "ps"]).output().expect("berth ps");
+    assert_eq!(code(&ps), 1);
+    let err = stderr(&ps);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("Cannot connect to the berth daemon at {host}")), "{err}");
+    assert!(err.contains("berthd -H"), "{err}");
+    let run = berth()
+        .args(["-H", &host, "run", "busybox"])
+        .output()
+        .expect("berth run");
+    assert_eq!(code(&run), 125, "{}", stderr(&run));
+    // The default host is berthd's socket.
+    let default = berth().arg("ps").output().expect("berth ps");
+    if code(&default) != 0 {
+        assert!(stderr(&default).contains("unix:///run/berth/berth.sock"), "{}", stderr(&default));
+    }
+}
+
+#[test]
+fn host_flag_then_berth_host_then_docker_host() {
+    let e = Engine::start();
+    let bogus = "unix:///nonexistent/berth.sock";
+    // DOCKER_HOST alone.
+    let o = berth().env("DOCKER_HOST", e.host()).args(["images", "-q"]).output().expect("run");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // BERTH_HOST wins over DOCKER_HOST.
+    let o = berth()
+        .env("BERTH_HOST", e.host())
+        .env("DOCKER_HOST", bogus)
+        .args(["images", "-q"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = berth()
+        .env("BERTH_HOST", bogus)
+        .env("DOCKER_HOST", e.host())
+        .args(["images", "-q"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains(bogus));
+    // -H wins over both.
+    let o = berth()
+        .env("BERTH_HOST", bogus)
+        .env("DOCKER_HOST", bogus)
+        .args(["-H", &e.host(), "images", "-q"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn run_exit_codes_follow_docker() {
+    let e = Engine::start();
+    let o = e.berth(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(code(&o), 7);
+    let o = e.berth(&["run", "--rm", "busybox", "no-such-binary"]);
+    assert_eq!(code(&o), 127, "{}", stderr(&o));
+    let o = e.berth(&["run", "--rm", "busybox", "/etc"]);
+    assert_eq!(code(&o), 126, "{}", stderr(&o));
+    let o = e.berth(&["run", "--rm", "--memory", "lots", "busybox", "true"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    let o = e.berth(&["run", "--bogus", "busybox"]);
+    assert_eq!(code(&o), 125);
+    assert!(stderr(&o).starts_with("unknown flag: --bogus\n"), "{}", stderr(&o));
+    // stdout and stderr of the container reach ours, separately.
+    let o = e.berth(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(stdout(&o), "out\n");
+    assert_eq!(stderr(&o), "err\n");
+}
+
+#[test]
+fn piped_stdin_reaches_the_container() {
+    let e = Engine::start();
+    let o = e.berth_stdin(&["run", "-i", "--rm", "busybox", "cat"], b"hi\nthere\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hi\nthere\n");
+    let big: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let o = e.berth_stdin(&["run", "-i", "--rm", "busybox", "wc", "-c"], &big);
+    assert_eq!(stdout(&o).trim(), "200000", "{}", stderr(&o));
+    // Without -i, stdin is not attached: cat sees end of input at once.
+    let o = e.berth_stdin(&["run", "--rm", "busybox", "cat"], b"ignored\n");
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn detached_run_then_exec_logs_and_rm() {
+    let e = Engine::start();
+    let id = e.ok(&["run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; sleep 300"]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(e.ok(&["ps", "-q"]).trim(), &id[..12]);
+    let o = e.berth(&["exec", "web", "sh", "-c", "echo from-exec; exit 3"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "from-exec\n");
+    let o = e.berth_stdin(&["exec", "-i", "web", "cat"], b"piped\n");
+    assert_eq!(stdout(&o), "piped\n", "{}", stderr(&o));
+    let o = e.berth(&["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd"]);
+    assert_eq!(stdout(&o), "1\n/tmp\n");
+    assert_eq!(e.ok(&["logs", "web"]), "started\n");
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Running}}", "web"]), "true\n");
+    assert_eq!(e.ok(&["rm", "-f", "web"]), "web\n");
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn logs_follow_ends_with_the_container() {
+    let e = Engine::start();
+    e.ok(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done"]);
+    let o = e.berth(&["logs", "-f", "ticker"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1\n2\n3\n");
+    let o = e.berth(&["logs", "-t", "--tail", "1", "ticker"]);
+    let line = stdout(&o);
+    assert!(line.ends_with(" 3\n") && line.contains('T'), "{line}");
+}
+
+#[test]
+fn run_rm_removes_and_wait_reports() {
+    let e = Engine::start();
+    e.ok(&["run", "--rm", "--name", "gone", "busybox", "true"]);
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    e.ok(&["create", "--name", "later", "busybox", "sh", "-c", "exit 5"]);
+    let o = e.berth(&["start", "-a", "later"]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert_eq!(e.ok(&["wait", "later"]), "5\n");
+    assert_eq!(
+        e.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]),
+        "later exited\n"
+    );
+}
+
+#[test]
+fn import_from_stdin_and_export() {
+    let e = Engine::start();
+    let tar = std::fs::read(e.dir.join("busybox.tar")).expect("busybox.tar");
+    let o = e.berth_stdin(&["import", "-", "again:v2"], &tar);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("sha256:"));
+    let listed = e.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(listed.contains("again:v2"), "{listed}");
+    e.ok(&["create", "--name", "box", "again:v2", "true"]);
+    let out = e.dir.join("box.tar");
+    let o = e.berth(&["export", "-o", out.to_str().expect("utf-8"), "box"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let list = Command::new("tar").arg("-tf").arg(&out).output().expect("tar -t");
+    assert!(stdout(&list).lines().any(|l| l.trim_start_matches("./") == "bin/busybox"));
+    let o = e.berth(&["rmi", "again:v2"]);
+    assert_eq!(code(&o), 1, "in use by a container: {}", stdout(&o));
+    e.ok(&["rm", "box"]);
+    assert!(e.ok(&["rmi", "again:v2"]).contains("Untagged: again:v2"));
+}
+
+#[test]
+fn tty_run_in_a_pseudo_terminal() {
+    let e = Engine::start();
+    // script(1) gives berth a terminal; the container gets a tty of the same size.
+    let cmdline = format!(
+        "stty rows 33 cols 91; {} -H {} run -it --rm busybox sh -c 'stty size; tty; exit 4'",
+        env!("CARGO_BIN_EXE_berth"),
+        e.host()
+    );
+    let o = Command::new("script")
+        .args(["-qfec", &cmdline, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let out = stdout(&o);
+    assert!(out.contains("33 91"), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert_eq!(code(&o), 4, "{out}");
+}
