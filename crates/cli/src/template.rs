@@ -748,8 +748,10 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
         "println" => s(format!("{}\n", go_sprint(&args, true))),
         "print" => s(go_sprint(&args, false)),
         "printf" => {
-            let fmt = want_str(args.first().unwrap_or(&None), name)?;
-            s(go_printf(&fmt, &args[1..]))
+            let Some((first, rest)) = args.split_first() else {
+                return Err("wrong number of args for printf: want at least 1 got 0".into());
+            };
+            s(go_printf(&want_str(first, name)?, rest))
         }
         "len" => {
             arity(name, &args, 1)?;

@@ -78,3 +78,40 @@ pub fn watch_resize() {
 pub fn resized() -> bool {
     WINCH.swap(false, Ordering::SeqCst)
 }
+
+/// Signals `--sig-proxy` forwards to the container, as a bit per signal number.
+static PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+const PROXIED: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+extern "C" fn on_proxied(sig: libc::c_int) {
+    if (0..64).contains(&sig) {
+        PENDING.fetch_or(1u64 << sig, Ordering::SeqCst);
+    }
+}
+
+/// Catches the proxied signals instead of dying of them.
+pub fn watch_signals() {
+    for sig in PROXIED {
+        // SAFETY: the handler only updates an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(
+                sig,
+                on_proxied as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}
+
+/// The signals caught since the last call.
+pub fn take_signals() -> Vec<i32> {
+    let bits = PENDING.swap(0, Ordering::SeqCst);
+    (0..64).filter(|s| bits & (1u64 << s) != 0).collect()
+}

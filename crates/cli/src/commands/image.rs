@@ -118,12 +118,8 @@ pub fn images(c: &mut Client, a: ImagesArgs) -> Result<()> {
     let list = c.get_json(&format!("/images/json{}", query(&q)))?;
     let mut rows = Vec::new();
     for img in list.as_array().into_iter().flatten() {
-        if a.quiet {
-            // One line per image, whatever its tags.
-            rows.extend(image_rows(img, !a.no_trunc).into_iter().take(1));
-        } else {
-            rows.extend(image_rows(img, !a.no_trunc));
-        }
+        // Docker prints one line per repository:tag, with -q too.
+        rows.extend(image_rows(img, !a.no_trunc));
     }
     let format = if a.quiet {
         "{{.ID}}".to_string()

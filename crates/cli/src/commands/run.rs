@@ -193,6 +193,12 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     if let Some(p) = a.pids_limit {
         host.insert("PidsLimit".into(), json!(p));
     }
+    if a.tty {
+        // The size at creation, so a program that asks at once sees it (API ≥ 1.42).
+        if let Some((h, w)) = term::size(1).or_else(|| term::size(0)) {
+            host.insert("ConsoleSize".into(), json!([h, w]));
+        }
+    }
     let mut ulimits = Vec::new();
     for u in &a.ulimit {
         ulimits.push(parse_ulimit(u)?);
@@ -310,7 +316,17 @@ pub fn run(c: &mut Client, a: RunArgs) -> Result<()> {
         return Err(CliError::Exit(start_error_code(&msg)));
     }
     let resize = a.tty.then(|| format!("/containers/{id}/resize"));
-    let detached = session(c, upgraded, stdin, a.tty, resize, a.detach_keys.as_deref())?;
+    // On a tty the terminal sends signals as bytes; otherwise forward them.
+    let proxy = (a.sig_proxy && !a.tty).then(|| id.clone());
+    let detached = session_with_proxy(
+        c,
+        upgraded,
+        stdin,
+        a.tty,
+        resize,
+        a.detach_keys.as_deref(),
+        proxy,
+    )?;
     if detached {
         return Ok(());
     }
@@ -372,7 +388,30 @@ fn session(
     resize_path: Option<String>,
     detach_keys: Option<&str>,
 ) -> Result<bool> {
+    session_with_proxy(c, upgraded, stdin, tty, resize_path, detach_keys, None)
+}
+
+/// `session`, forwarding our signals to container `proxy_to` (`--sig-proxy`).
+fn session_with_proxy(
+    c: &Client,
+    upgraded: Upgraded,
+    stdin: bool,
+    tty: bool,
+    resize_path: Option<String>,
+    detach_keys: Option<&str>,
+    proxy_to: Option<String>,
+) -> Result<bool> {
     let Upgraded { reader, writer } = upgraded;
+    if let Some(id) = proxy_to {
+        term::watch_signals();
+        let mut pc = c.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            for sig in term::take_signals() {
+                let _ = pc.call("POST", &format!("/containers/{id}/kill?signal={sig}"));
+            }
+        });
+    }
     let raw = if tty && stdin { term::RawMode::enter(0) } else { None };
     let detached = Arc::new(AtomicBool::new(false));
     if let Some(path) = resize_path {
@@ -516,7 +555,8 @@ pub fn attach(c: &mut Client, a: AttachArgs) -> Result<()> {
     );
     let upgraded = c.upgrade(&format!("/containers/{id}/attach{q}"), None)?;
     let resize = tty.then(|| format!("/containers/{id}/resize"));
-    if session(c, upgraded, stdin, tty, resize, a.detach_keys.as_deref())? {
+    let proxy = (a.sig_proxy && !tty).then(|| id.clone());
+    if session_with_proxy(c, upgraded, stdin, tty, resize, a.detach_keys.as_deref(), proxy)? {
         return Ok(());
     }
     let after = c.get_json(&format!("/containers/{id}/json"))?;
