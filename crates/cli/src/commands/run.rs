@@ -554,18 +554,19 @@ pub fn attach(c: &mut Client, a: AttachArgs) -> Result<()> {
         if stdin { "&stdin=1" } else { "" }
     );
     let upgraded = c.upgrade(&format!("/containers/{id}/attach{q}"), None)?;
+    // As docker does: the exit status comes from a wait opened before the stream.
+    let wait = c.send(
+        "POST",
+        &format!("/containers/{id}/wait?condition=not-running"),
+        &[],
+        Body::Empty,
+    )?;
     let resize = tty.then(|| format!("/containers/{id}/resize"));
     let proxy = (a.sig_proxy && !tty).then(|| id.clone());
     if session_with_proxy(c, upgraded, stdin, tty, resize, a.detach_keys.as_deref(), proxy)? {
         return Ok(());
     }
-    let after = c.get_json(&format!("/containers/{id}/json"))?;
-    let running = after.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false);
-    let code = after.pointer("/State/ExitCode").and_then(Value::as_i64).unwrap_or(0);
-    if !running && code != 0 {
-        return Err(CliError::Exit(code as i32));
-    }
-    Ok(())
+    exit_from_wait(wait)
 }
 
 pub fn exec(c: &mut Client, a: ExecArgs) -> Result<()> {

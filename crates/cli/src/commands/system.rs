@@ -31,20 +31,8 @@ fn inspect_one(c: &mut Client, name: &str, kind: Option<&str>, size: bool) -> Re
     let image = |c: &mut Client| c.get_json(&format!("/images/{n}/json"));
     let not_found = |e: &CliError| matches!(e, CliError::Daemon { status: 404, .. });
     match kind {
-        Some("container") => container(c).map_err(|e| {
-            if not_found(&e) {
-                CliError::other(format!("Error: No such container: {name}"))
-            } else {
-                e
-            }
-        }),
-        Some("image") => image(c).map_err(|e| {
-            if not_found(&e) {
-                CliError::other(format!("Error: No such image: {name}"))
-            } else {
-                e
-            }
-        }),
+        Some("container") => container(c),
+        Some("image") => image(c),
         Some("network") => c.get_json(&format!("/networks/{n}")),
         Some("volume") => c.get_json(&format!("/volumes/{n}")),
         Some(other) => Err(CliError::other(format!("\"{other}\" is not a valid value for --type"))),
