@@ -337,7 +337,12 @@ pub struct StopArgs {
     #[arg(short = 's', long = "signal")]
     pub signal: Option<String>,
     /// Seconds to wait before killing the container
-    #[arg(short = 't', long = "timeout", alias = "time", allow_hyphen_values = true)]
+    #[arg(
+        short = 't',
+        long = "timeout",
+        alias = "time",
+        allow_hyphen_values = true
+    )]
     pub timeout: Option<i64>,
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -726,9 +731,23 @@ mod tests {
 
     #[test]
     fn trailing_command_keeps_its_flags() {
-        let cli = Cli::try_parse_from(["berth", "-H", "unix:///x", "run", "--rm", "-it", "busybox", "ls", "-l"]);
+        let cli = Cli::try_parse_from([
+            "berth",
+            "-H",
+            "unix:///x",
+            "run",
+            "--rm",
+            "-it",
+            "busybox",
+            "ls",
+            "-l",
+        ]);
         match cli {
-            Ok(Cli { command: Command::Run(a), host, .. }) => {
+            Ok(Cli {
+                command: Command::Run(a),
+                host,
+                ..
+            }) => {
                 assert_eq!(host.as_deref(), Some("unix:///x"));
                 assert!(a.rm && a.interactive && a.tty);
                 assert_eq!(a.command, vec!["ls", "-l"]);

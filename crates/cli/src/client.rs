@@ -262,7 +262,10 @@ mod tests {
 
     #[test]
     fn error_messages() {
-        assert_eq!(error_message(br#"{"message":"No such container: x"}"#), "No such container: x");
+        assert_eq!(
+            error_message(br#"{"message":"No such container: x"}"#),
+            "No such container: x"
+        );
         assert_eq!(error_message(b"plain\n"), "plain");
     }
 }

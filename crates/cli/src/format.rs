@@ -317,7 +317,11 @@ pub fn parse_time_arg(s: &str) -> Option<String> {
     if let Some(t) = parse_rfc3339(s) {
         return Some(t.to_string());
     }
-    if let Some(t) = s.get(..10).filter(|_| s.len() == 10).and_then(|d| parse_rfc3339(&format!("{d}T00:00:00Z"))) {
+    if let Some(t) = s
+        .get(..10)
+        .filter(|_| s.len() == 10)
+        .and_then(|d| parse_rfc3339(&format!("{d}T00:00:00Z")))
+    {
         return Some(t.to_string());
     }
     let secs = parse_go_duration(s)?;
@@ -384,19 +388,28 @@ mod tests {
     #[test]
     fn table_alignment() {
         let t = tabwrite("CONTAINER ID\tIMAGE\tNAMES\nabc\tbusybox\tx\n");
-        assert_eq!(t, "CONTAINER ID   IMAGE     NAMES\nabc            busybox   x\n");
+        assert_eq!(
+            t,
+            "CONTAINER ID   IMAGE     NAMES\nabc            busybox   x\n"
+        );
     }
 
     #[test]
     fn quoting_and_ellipsis() {
         assert_eq!(go_quote("sh -c \"x\""), "\"sh -c \\\"x\\\"\"");
-        assert_eq!(ellipsis("abcdefghijklmnopqrstuvwxyz", 20), "abcdefghijklmnopqrs…");
+        assert_eq!(
+            ellipsis("abcdefghijklmnopqrstuvwxyz", 20),
+            "abcdefghijklmnopqrs…"
+        );
     }
 
     #[test]
     fn times() {
         assert_eq!(parse_rfc3339("1970-01-02T00:00:01.5Z"), Some(86401));
-        assert_eq!(parse_rfc3339("2026-12-01T21:04:14+01:00"), parse_rfc3339("2026-12-01T20:04:14Z"));
+        assert_eq!(
+            parse_rfc3339("2026-12-01T21:04:14+01:00"),
+            parse_rfc3339("2026-12-01T20:04:14Z")
+        );
         let t = parse_rfc3339("2026-12-01T21:04:14Z").unwrap_or(0);
         assert_eq!(go_time_string(t), "2026-12-01 21:04:14 +0000 UTC");
         assert_eq!(parse_go_duration("1h30m"), Some(5400));

@@ -55,7 +55,9 @@ pub fn request(
 ) -> io::Result<Response> {
     let stream = UnixStream::connect(socket)?;
     let mut writer = stream.try_clone()?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: berth-cli\r\n");
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: berth-cli\r\n"
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -66,10 +68,15 @@ pub fn request(
             }
         }
         Body::Bytes(b, ct) => {
-            head.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", b.len()));
+            head.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
         }
         Body::Stream(_, ct) => {
-            head.push_str(&format!("Content-Type: {ct}\r\nTransfer-Encoding: chunked\r\n"));
+            head.push_str(&format!(
+                "Content-Type: {ct}\r\nTransfer-Encoding: chunked\r\n"
+            ));
         }
     }
     head.push_str("\r\n");
@@ -292,8 +299,19 @@ pub fn encode_path(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'@'
-            | b'/' | b'+' | b'=' | b',' => out.push(b as char),
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b':'
+            | b'@'
+            | b'/'
+            | b'+'
+            | b'='
+            | b',' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
-use client::{select_host, Client, CliError};
+use client::{select_host, CliError, Client};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -53,7 +53,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
 /// Whether the command reports errors as `run` does (exit 125), and its name.
 fn command_name(c: &Command) -> (bool, &'static str) {
     match c {
-        Command::Run(_) | Command::Container { command: ContainerCommand::Run(_) } => (true, "run"),
+        Command::Run(_)
+        | Command::Container {
+            command: ContainerCommand::Run(_),
+        } => (true, "run"),
         Command::Create(_)
         | Command::Container {
             command: ContainerCommand::Create(_),

@@ -205,7 +205,11 @@ fn parse_block(word: &str, rest: &str, pieces: &[Piece], pos: &mut usize) -> Res
         }
         Some(other) if other.starts_with("else if ") || other.starts_with("else with ") => {
             // `{{else if X}}` is `{{else}}{{if X}}…{{end}}` sharing the outer end.
-            let inner_word = if other.starts_with("else if ") { "if" } else { "with" };
+            let inner_word = if other.starts_with("else if ") {
+                "if"
+            } else {
+                "with"
+            };
             let cond = &other[5 + inner_word.len()..];
             else_nodes.push(parse_block(inner_word, cond.trim(), pieces, pos)?);
         }
@@ -219,7 +223,10 @@ fn parse_block(word: &str, rest: &str, pieces: &[Piece], pos: &mut usize) -> Res
 }
 
 fn field_path(s: &str) -> Vec<String> {
-    s.split('.').filter(|p| !p.is_empty()).map(String::from).collect()
+    s.split('.')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn lex(src: &str) -> Res<Vec<Tok>> {
@@ -499,9 +506,16 @@ fn exec_list(nodes: &[Node], dot: Option<&Value>, vars: &mut Vars, out: &mut Str
                     None | Some(Value::Null) => Vec::new(),
                     Some(Value::Number(n)) => {
                         let count = n.as_u64().unwrap_or(0);
-                        (0..count).map(|i| (Value::from(i), Value::from(i))).collect()
+                        (0..count)
+                            .map(|i| (Value::from(i), Value::from(i)))
+                            .collect()
                     }
-                    Some(other) => return Err(format!("range can't iterate over {}", print_value(&Some(other.clone())))),
+                    Some(other) => {
+                        return Err(format!(
+                            "range can't iterate over {}",
+                            print_value(&Some(other.clone()))
+                        ))
+                    }
                 };
                 if items.is_empty() {
                     exec_list(else_nodes, dot, vars, out)?;
@@ -649,7 +663,9 @@ fn want_int(v: &Val, func: &str) -> Res<i64> {
             .as_i64()
             .or_else(|| n.as_f64().map(|f| f as i64))
             .ok_or_else(|| format!("error calling {func}: bad number")),
-        _ => Err(format!("error calling {func}: wrong type for value; expected int")),
+        _ => Err(format!(
+            "error calling {func}: wrong type for value; expected int"
+        )),
     }
 }
 
@@ -765,7 +781,10 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
             Ok(Some(Value::from(n)))
         }
         "index" => {
-            let mut cur = args.first().cloned().ok_or("wrong number of args for index")?;
+            let mut cur = args
+                .first()
+                .cloned()
+                .ok_or("wrong number of args for index")?;
             for key in &args[1..] {
                 cur = match (&cur, key) {
                     (Some(Value::Object(m)), Some(Value::String(k))) => {
@@ -773,11 +792,9 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
                     }
                     (Some(Value::Array(a)), Some(Value::Number(n))) => {
                         let i = n.as_u64().unwrap_or(u64::MAX) as usize;
-                        Some(
-                            a.get(i)
-                                .cloned()
-                                .ok_or_else(|| format!("error calling index: index out of range: {i}"))?,
-                        )
+                        Some(a.get(i).cloned().ok_or_else(|| {
+                            format!("error calling index: index out of range: {i}")
+                        })?)
                     }
                     (None | Some(Value::Null), _) => {
                         return Err("error calling index: index of untyped nil".into())
@@ -1013,7 +1030,10 @@ mod tests {
         let v = json!({"State": {"Pid": 1234, "Running": true},
                        "GraphDriver": {"Data": {"UpperDir": "/u", "LowerDir": "/l"}}});
         assert_eq!(run("{{.State.Pid}}", &v), "1234");
-        assert_eq!(run("{{.GraphDriver.Data}}", &v), "map[LowerDir:/l UpperDir:/u]");
+        assert_eq!(
+            run("{{.GraphDriver.Data}}", &v),
+            "map[LowerDir:/l UpperDir:/u]"
+        );
         assert_eq!(run("{{.Nope}}", &v), "<no value>");
         assert_eq!(run("{{json .State}}", &v), r#"{"Pid":1234,"Running":true}"#);
         assert_eq!(run("{{if .State.Running}}up{{else}}down{{end}}", &v), "up");
@@ -1023,7 +1043,10 @@ mod tests {
     fn range_index_and_functions() {
         let v = json!({"Names": ["/a", "/b"], "Labels": {"x": "1", "y": "2"}, "S": "a,b"});
         assert_eq!(run("{{range .Names}}[{{.}}]{{end}}", &v), "[/a][/b]");
-        assert_eq!(run("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}", &v), "x=1;y=2;");
+        assert_eq!(
+            run("{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}", &v),
+            "x=1;y=2;"
+        );
         assert_eq!(run("{{index .Labels \"y\"}}", &v), "2");
         assert_eq!(run("{{index .Names 1}}", &v), "/b");
         assert_eq!(run("{{join (split .S \",\") \"+\"}}", &v), "a+b");

@@ -112,7 +112,9 @@ pub fn report(e: &clap::Error) -> u8 {
             eprintln!("{msg}\n\n{usage_line}\n\nRun 'berth {path} --help' for more information");
             125
         }
-        ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument | ErrorKind::TooManyValues => {
+        ErrorKind::UnknownArgument
+        | ErrorKind::MissingRequiredArgument
+        | ErrorKind::TooManyValues => {
             let (what, see) = match arity {
                 Arity::None => ("accepts no arguments".to_string(), "Run"),
                 Arity::Min(n) => (format!("requires at least {n} {}", plural(n)), "See"),
@@ -174,7 +176,10 @@ mod tests {
     fn paths() {
         let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         assert_eq!(command_path(&v("berth -H x ps -a")), "ps");
-        assert_eq!(command_path(&v("berth container ls --bogus")), "container ls");
+        assert_eq!(
+            command_path(&v("berth container ls --bogus")),
+            "container ls"
+        );
         assert_eq!(command_path(&v("berth run -it busybox")), "run");
     }
 }

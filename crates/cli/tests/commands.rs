@@ -20,11 +20,17 @@ fn daemon_down_names_the_socket_and_how_to_start_berthd() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("none.sock");
     let host = format!("unix://{}", sock.display());
-    let ps = berth().args(["-H", &host, "ps"]).output().expect("berth ps");
+    let ps = berth()
+        .args(["-H", &host, "ps"])
+        .output()
+        .expect("berth ps");
     assert_eq!(code(&ps), 1);
     let err = stderr(&ps);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&format!("Cannot connect to the berth daemon at {host}")), "{err}");
+    assert!(
+        err.contains(&format!("Cannot connect to the berth daemon at {host}")),
+        "{err}"
+    );
     assert!(err.contains("berthd -H"), "{err}");
     let run = berth()
         .args(["-H", &host, "run", "busybox"])
@@ -34,7 +40,11 @@ fn daemon_down_names_the_socket_and_how_to_start_berthd() {
     // The default host is berthd's socket.
     let default = berth().arg("ps").output().expect("berth ps");
     if code(&default) != 0 {
-        assert!(stderr(&default).contains("unix:///run/berth/berth.sock"), "{}", stderr(&default));
+        assert!(
+            stderr(&default).contains("unix:///run/berth/berth.sock"),
+            "{}",
+            stderr(&default)
+        );
     }
 }
 
@@ -43,7 +53,11 @@ fn host_flag_then_berth_host_then_docker_host() {
     let e = Engine::start();
     let bogus = "unix:///nonexistent/berth.sock";
     // DOCKER_HOST alone.
-    let o = berth().env("DOCKER_HOST", e.host()).args(["images", "-q"]).output().expect("run");
+    let o = berth()
+        .env("DOCKER_HOST", e.host())
+        .args(["images", "-q"])
+        .output()
+        .expect("run");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // BERTH_HOST wins over DOCKER_HOST.
     let o = berth()
@@ -84,9 +98,20 @@ fn run_exit_codes_follow_docker() {
     assert_eq!(code(&o), 125, "{}", stderr(&o));
     let o = e.berth(&["run", "--bogus", "busybox"]);
     assert_eq!(code(&o), 125);
-    assert!(stderr(&o).starts_with("unknown flag: --bogus\n"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("unknown flag: --bogus\n"),
+        "{}",
+        stderr(&o)
+    );
     // stdout and stderr of the container reach ours, separately.
-    let o = e.berth(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    let o = e.berth(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
     assert_eq!(stdout(&o), "out\n");
     assert_eq!(stderr(&o), "err\n");
 }
@@ -108,7 +133,16 @@ fn piped_stdin_reaches_the_container() {
 #[test]
 fn detached_run_then_exec_logs_and_rm() {
     let e = Engine::start();
-    let id = e.ok(&["run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; sleep 300"]);
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; sleep 300",
+    ]);
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
     assert_eq!(e.ok(&["ps", "-q"]).trim(), &id[..12]);
@@ -117,10 +151,23 @@ fn detached_run_then_exec_logs_and_rm() {
     assert_eq!(stdout(&o), "from-exec\n");
     let o = e.berth_stdin(&["exec", "-i", "web", "cat"], b"piped\n");
     assert_eq!(stdout(&o), "piped\n", "{}", stderr(&o));
-    let o = e.berth(&["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd"]);
+    let o = e.berth(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "web",
+        "sh",
+        "-c",
+        "echo $X; pwd",
+    ]);
     assert_eq!(stdout(&o), "1\n/tmp\n");
     assert_eq!(e.ok(&["logs", "web"]), "started\n");
-    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Running}}", "web"]), "true\n");
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.Running}}", "web"]),
+        "true\n"
+    );
     assert_eq!(e.ok(&["rm", "-f", "web"]), "web\n");
     assert_eq!(e.ok(&["ps", "-aq"]), "");
 }
@@ -128,7 +175,16 @@ fn detached_run_then_exec_logs_and_rm() {
 #[test]
 fn logs_follow_ends_with_the_container() {
     let e = Engine::start();
-    e.ok(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i; sleep 0.2; done",
+    ]);
     let o = e.berth(&["logs", "-f", "ticker"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), "1\n2\n3\n");
@@ -203,7 +259,16 @@ impl Tmux {
             socket: format!("bcli-{}-{name}", std::process::id()),
         };
         let st = Command::new("tmux")
-            .args(["-L", &t.socket, "-f", "/dev/null", "new-session", "-d", "-s", "t"])
+            .args([
+                "-L",
+                &t.socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
             .args(["-x", &width.to_string(), "-y", &height.to_string(), command])
             .status()
             .expect("tmux new-session");
@@ -239,13 +304,18 @@ impl Tmux {
             if s.contains(text) {
                 return s;
             }
-            assert!(std::time::Instant::now() < deadline, "never saw {text:?} in:\n{s}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw {text:?} in:\n{s}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 
     fn pane_dead(&self) -> bool {
-        self.run(&["display-message", "-p", "-t", "t", "#{pane_dead}"]).trim() == "1"
+        self.run(&["display-message", "-p", "-t", "t", "#{pane_dead}"])
+            .trim()
+            == "1"
     }
 }
 
@@ -270,14 +340,23 @@ fn interactive_session_resize_detach_attach() {
     x.expect("40 120");
     x.keys(&["exit 5", "Enter"]);
     drop(x);
-    let t = Tmux::new("it", 100, 30, &format!("{berth} run -it --name inter busybox sh"));
+    let t = Tmux::new(
+        "it",
+        100,
+        30,
+        &format!("{berth} run -it --name inter busybox sh"),
+    );
     t.keys(&["echo typed-$((6*7))", "Enter"]);
     t.expect("typed-42");
     // ctrl-p ctrl-q detaches: berth exits, the container keeps running.
     t.keys(&["C-p", "C-q"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !t.pane_dead() {
-        assert!(std::time::Instant::now() < deadline, "berth did not exit on detach:\n{}", t.screen());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth did not exit on detach:\n{}",
+            t.screen()
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // (Whether the container survives the detach is berthd's part: it does not
@@ -291,10 +370,17 @@ fn interactive_session_resize_detach_attach() {
     t.keys(&["exit 3", "Enter"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !t.pane_dead() {
-        assert!(std::time::Instant::now() < deadline, "berth attach did not end:\n{}", t.screen());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "berth attach did not end:\n{}",
+            t.screen()
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let status = t.run(&["display-message", "-p", "-t", "t", "#{pane_dead_status}"]);
     assert_eq!(status.trim(), "3");
-    assert_eq!(e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "inter2"]), "3\n");
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "inter2"]),
+        "3\n"
+    );
 }

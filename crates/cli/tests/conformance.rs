@@ -52,7 +52,14 @@ fn ps_images_inspect_logs_match_docker() {
     let e = Engine::start();
     e.ok(&["run", "--name", "hello", "busybox", "echo", "hello world"]);
     let failing = e.berth(&[
-        "run", "--name", "failing", "-l", "team=a", "busybox", "sh", "-c",
+        "run",
+        "--name",
+        "failing",
+        "-l",
+        "team=a",
+        "busybox",
+        "sh",
+        "-c",
         "echo to-out; echo to-err >&2; exit 3",
     ]);
     assert_eq!(code(&failing), 3);
@@ -69,10 +76,25 @@ fn ps_images_inspect_logs_match_docker() {
         &["ps", "-l"],
         &["ps", "-a", "--filter", "status=exited"],
         &["ps", "-a", "--filter", "name=sleeper"],
-        &["ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Command}}"],
-        &["ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.Labels}}"],
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Status}} {{.Command}}",
+        ],
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "table {{.ID}}\\t{{.Names}}\\t{{.Labels}}",
+        ],
         &["ps", "-a", "--format", "{{json .}}"],
-        &["ps", "-a", "--format", "{{upper .Names}} {{.Names | printf \"%-10s|\"}}"],
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "{{upper .Names}} {{.Names | printf \"%-10s|\"}}",
+        ],
         &["container", "ls", "-a"],
         &["images"],
         &["images", "-q"],
@@ -85,20 +107,59 @@ fn ps_images_inspect_logs_match_docker() {
         &["logs", "failing"],
         &["logs", "--tail", "1", "failing"],
         &["logs", "-t", "hello"],
-        &["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "failing"],
+        &[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "failing",
+        ],
         &["inspect", "--format", "{{.State.Pid}}", "hello"],
         &["inspect", "--format", "{{.GraphDriver.Data}}", "sleeper"],
-        &["inspect", "--format", "{{json .Config.Cmd}} {{.Config.Env}} {{index .Config.Labels \"team\"}}", "failing"],
-        &["inspect", "--format", "{{range .Config.Env}}[{{.}}]{{end}}", "fresh"],
-        &["inspect", "--format", "{{if .State.Running}}up{{else}}down{{end}}", "sleeper"],
-        &["inspect", "-f", "{{.Name}} {{.HostConfig.RestartPolicy.Name}}", "hello", "failing"],
-        &["inspect", "--type", "image", "--format", "{{.Id}} {{.RepoTags}}", "busybox"],
+        &[
+            "inspect",
+            "--format",
+            "{{json .Config.Cmd}} {{.Config.Env}} {{index .Config.Labels \"team\"}}",
+            "failing",
+        ],
+        &[
+            "inspect",
+            "--format",
+            "{{range .Config.Env}}[{{.}}]{{end}}",
+            "fresh",
+        ],
+        &[
+            "inspect",
+            "--format",
+            "{{if .State.Running}}up{{else}}down{{end}}",
+            "sleeper",
+        ],
+        &[
+            "inspect",
+            "-f",
+            "{{.Name}} {{.HostConfig.RestartPolicy.Name}}",
+            "hello",
+            "failing",
+        ],
+        &[
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.Id}} {{.RepoTags}}",
+            "busybox",
+        ],
         &["inspect", "busybox"],
         &["inspect", "hello"],
         &["inspect", "no-such-thing"],
         &["inspect", "--type", "container", "no-such-thing"],
         &["container", "inspect", "--format", "{{.Id}}", "hello"],
-        &["image", "inspect", "--format", "{{.RootFS.Layers}}", "busybox"],
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.RootFS.Layers}}",
+            "busybox",
+        ],
         &["wait", "failing"],
         &["top", "sleeper"],
         &["diff", "hello"],
@@ -118,9 +179,37 @@ fn run_exit_codes_and_output_match_docker() {
     for args in [
         &["run", "--rm", "busybox", "echo", "hi"][..],
         &["run", "--rm", "busybox", "sh", "-c", "exit 42"],
-        &["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"],
-        &["run", "--rm", "-e", "A=b c", "-w", "/tmp", "-u", "nobody", "busybox", "sh", "-c", "echo \"$A\"; pwd; id -u"],
-        &["run", "--rm", "--entrypoint", "echo", "busybox", "entry", "point"],
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2",
+        ],
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "A=b c",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "busybox",
+            "sh",
+            "-c",
+            "echo \"$A\"; pwd; id -u",
+        ],
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "echo",
+            "busybox",
+            "entry",
+            "point",
+        ],
         &["run", "--rm", "-h", "myhost", "busybox", "hostname"],
         &["run", "--rm", "busybox", "no-such-command"],
         &["run", "--rm", "busybox", "/etc/passwd"],
@@ -155,7 +244,13 @@ fn lifecycle_commands_match_docker() {
         let d = e.docker(d_args);
         let b_out = stdout(&b).replace("b1", "X").replace("b2", "Y");
         let d_out = stdout(&d).replace("d1", "X").replace("d2", "Y");
-        assert_eq!(code(&b), code(&d), "{b_args:?}: {} / {}", stderr(&b), stderr(&d));
+        assert_eq!(
+            code(&b),
+            code(&d),
+            "{b_args:?}: {} / {}",
+            stderr(&b),
+            stderr(&d)
+        );
         assert_eq!(b_out, d_out, "{b_args:?}");
         assert_eq!(
             mask_ids(&stderr(&b)).replace("b1", "X").replace("b2", "Y"),
@@ -179,6 +274,20 @@ fn version_server_part_matches_docker() {
     let d = server(stdout(&e.docker(&["version"])));
     assert!(b.starts_with("Server"), "{b}");
     assert_eq!(b, d);
-    same(&e, &["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"]);
-    same(&e, &["info", "--format", "{{.Containers}} {{.Images}} {{.Driver}}"]);
+    same(
+        &e,
+        &[
+            "version",
+            "--format",
+            "{{.Server.Version}} {{.Server.APIVersion}}",
+        ],
+    );
+    same(
+        &e,
+        &[
+            "info",
+            "--format",
+            "{{.Containers}} {{.Images}} {{.Driver}}",
+        ],
+    );
 }

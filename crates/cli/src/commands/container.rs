@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::{filters_json, for_each, int_field, print, render, str_field};
 use crate::args::*;
-use crate::client::{Client, CliError, Result};
+use crate::client::{CliError, Client, Result};
 use crate::format::{self, ellipsis, go_quote, human_size, short_id};
 use crate::http::{encode_path as encode, query, Body};
 use crate::stream;
@@ -268,7 +268,12 @@ pub fn logs(c: &mut Client, a: LogsArgs) -> Result<()> {
         }
     }
     let id = str_field(&info, "Id").to_string();
-    let resp = c.send("GET", &format!("/containers/{id}/logs{}", query(&q)), &[], Body::Empty)?;
+    let resp = c.send(
+        "GET",
+        &format!("/containers/{id}/logs{}", query(&q)),
+        &[],
+        Body::Empty,
+    )?;
     let mut out = io::stdout();
     if tty {
         stream::copy_raw(resp, &mut out)?;
@@ -414,7 +419,8 @@ pub fn stats(c: &mut Client, a: StatsArgs) -> Result<()> {
 
 fn stats_row(s: &Value, given: &str, trunc: bool) -> Value {
     let num = |p: &str| s.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
-    let cpu_delta = num("/cpu_stats/cpu_usage/total_usage") - num("/precpu_stats/cpu_usage/total_usage");
+    let cpu_delta =
+        num("/cpu_stats/cpu_usage/total_usage") - num("/precpu_stats/cpu_usage/total_usage");
     let sys_delta = num("/cpu_stats/system_cpu_usage") - num("/precpu_stats/system_cpu_usage");
     let online = s
         .pointer("/cpu_stats/online_cpus")
@@ -431,7 +437,11 @@ fn stats_row(s: &Value, given: &str, trunc: bool) -> Value {
         .unwrap_or(0.0);
     let mem = (num("/memory_stats/usage") - cache).max(0.0);
     let limit = num("/memory_stats/limit");
-    let mem_perc = if limit > 0.0 { mem / limit * 100.0 } else { 0.0 };
+    let mem_perc = if limit > 0.0 {
+        mem / limit * 100.0
+    } else {
+        0.0
+    };
     let (mut rx, mut tx) = (0.0, 0.0);
     if let Some(nets) = s.get("networks").and_then(Value::as_object) {
         for n in nets.values() {
@@ -590,7 +600,11 @@ pub fn prune(c: &mut Client, a: PruneArgs) -> Result<()> {
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(v.get("SpaceReclaimed").and_then(Value::as_f64).unwrap_or(0.0))
+        human_size(
+            v.get("SpaceReclaimed")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+        )
     ));
     print(&out)
 }
@@ -602,7 +616,8 @@ pub fn cp(c: &mut Client, a: CpArgs) -> Result<()> {
         if s.starts_with('/') || s.starts_with('.') {
             return None;
         }
-        s.split_once(':').map(|(c, p)| (c.to_string(), p.to_string()))
+        s.split_once(':')
+            .map(|(c, p)| (c.to_string(), p.to_string()))
     };
     match (split(&a.source), split(&a.destination)) {
         (Some((ctr, path)), None) => copy_from(c, &ctr, &path, &a.destination),
@@ -619,7 +634,11 @@ pub fn cp(c: &mut Client, a: CpArgs) -> Result<()> {
 fn copy_from(c: &mut Client, ctr: &str, path: &str, dest: &str) -> Result<()> {
     let resp = c.send(
         "GET",
-        &format!("/containers/{}/archive{}", encode(ctr), query(&[("path", path.to_string())])),
+        &format!(
+            "/containers/{}/archive{}",
+            encode(ctr),
+            query(&[("path", path.to_string())])
+        ),
         &[],
         Body::Empty,
     )?;
@@ -690,7 +709,11 @@ fn copy_to(c: &mut Client, src: &str, ctr: &str, path: &str) -> Result<()> {
         let exists = c
             .send(
                 "HEAD",
-                &format!("/containers/{}/archive{}", encode(ctr), query(&[("path", path.to_string())])),
+                &format!(
+                    "/containers/{}/archive{}",
+                    encode(ctr),
+                    query(&[("path", path.to_string())])
+                ),
                 &[],
                 Body::Empty,
             )
@@ -729,7 +752,11 @@ fn copy_to(c: &mut Client, src: &str, ctr: &str, path: &str) -> Result<()> {
     };
     let mut resp = c.send(
         "PUT",
-        &format!("/containers/{}/archive{}", encode(ctr), query(&[("path", dir)])),
+        &format!(
+            "/containers/{}/archive{}",
+            encode(ctr),
+            query(&[("path", dir)])
+        ),
         &[],
         Body::Stream(&mut tar, "application/x-tar"),
     )?;

@@ -8,12 +8,11 @@ use serde_json::{json, Value};
 use super::container::{confirm, split_reference, write_download};
 use super::{filters_json, int_field, print, render, str_field};
 use crate::args::*;
-use crate::client::{Client, CliError, JsonStream, Result};
+use crate::client::{CliError, Client, JsonStream, Result};
 use crate::format::{self, ellipsis, human_size, short_id};
 use crate::http::{encode_path as encode, query, Body};
 
-const IMAGES_TABLE: &str =
-    "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+const IMAGES_TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
 
 fn images_header() -> Value {
     json!({"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
@@ -176,7 +175,9 @@ pub fn display_stream(resp: impl Read, out: &mut dyn Write, tty: bool) -> Result
         let status = str_field(&msg, "status");
         let progress = str_field(&msg, "progress");
         let stream = str_field(&msg, "stream");
-        let has_progress = msg.get("progressDetail").is_some_and(|p| p.as_object().is_some_and(|m| !m.is_empty()));
+        let has_progress = msg
+            .get("progressDetail")
+            .is_some_and(|p| p.as_object().is_some_and(|m| !m.is_empty()));
         if !tty && has_progress && !progress.is_empty() {
             continue;
         }
@@ -202,12 +203,16 @@ pub fn display_stream(resp: impl Read, out: &mut dyn Write, tty: bool) -> Result
                 Some(p) => p,
                 None => {
                     ids.push(id.to_string());
-                    write!(out, "\n")?;
+                    writeln!(out)?;
                     ids.len() - 1
                 }
             };
             let up = ids.len() - pos;
-            write!(out, "\x1b[{up}A\r\x1b[2K{}\x1b[{up}B\r", line.trim_end_matches('\n'))?;
+            write!(
+                out,
+                "\x1b[{up}A\r\x1b[2K{}\x1b[{up}B\r",
+                line.trim_end_matches('\n')
+            )?;
         } else {
             if tty {
                 ids.clear();
@@ -287,7 +292,11 @@ fn print_deletions(items: &Value, out: &mut String, lower: bool) {
     for item in items.as_array().into_iter().flatten() {
         for (key, label) in [("Untagged", "Untagged"), ("Deleted", "Deleted")] {
             if let Some(v) = item.get(key).and_then(Value::as_str) {
-                let label = if lower { label.to_lowercase() } else { label.to_string() };
+                let label = if lower {
+                    label.to_lowercase()
+                } else {
+                    label.to_string()
+                };
                 out.push_str(&format!("{label}: {v}\n"));
             }
         }
@@ -306,7 +315,12 @@ pub fn rmi(c: &mut Client, a: RmiArgs) -> Result<()> {
     let mut failed = false;
     for name in &a.images {
         let resp = c
-            .send("DELETE", &format!("/images/{}{qs}", encode(name)), &[], Body::Empty)
+            .send(
+                "DELETE",
+                &format!("/images/{}{qs}", encode(name)),
+                &[],
+                Body::Empty,
+            )
             .and_then(crate::client::parse_json);
         match resp {
             Ok(v) => {
@@ -329,7 +343,10 @@ pub fn rmi(c: &mut Client, a: RmiArgs) -> Result<()> {
 pub fn import(c: &mut Client, a: ImportArgs) -> Result<()> {
     let mut q: Vec<(&str, String)> = Vec::new();
     let is_url = a.source.starts_with("http://") || a.source.starts_with("https://");
-    q.push(("fromSrc", if is_url { a.source.clone() } else { "-".into() }));
+    q.push((
+        "fromSrc",
+        if is_url { a.source.clone() } else { "-".into() },
+    ));
     if let Some(r) = &a.reference {
         let (repo, tag) = split_reference(r);
         q.push(("repo", repo));
@@ -351,11 +368,21 @@ pub fn import(c: &mut Client, a: ImportArgs) -> Result<()> {
         c.send("POST", &path, &[], Body::Empty)?
     } else if a.source == "-" {
         let mut stdin = io::stdin().lock();
-        c.send("POST", &path, &[], Body::Stream(&mut stdin, "application/x-tar"))?
+        c.send(
+            "POST",
+            &path,
+            &[],
+            Body::Stream(&mut stdin, "application/x-tar"),
+        )?
     } else {
         let mut f = std::fs::File::open(&a.source)
             .map_err(|e| CliError::other(format!("open {}: {}", a.source, io_reason(&e))))?;
-        c.send("POST", &path, &[], Body::Stream(&mut f, "application/x-tar"))?
+        c.send(
+            "POST",
+            &path,
+            &[],
+            Body::Stream(&mut f, "application/x-tar"),
+        )?
     };
     display_stream(resp, &mut io::stdout(), false)?;
     Ok(())
@@ -377,7 +404,12 @@ pub fn save(c: &mut Client, a: SaveArgs) -> Result<()> {
             "cowardly refusing to save to a terminal. Use the -o flag or redirect",
         ));
     }
-    let resp = c.send("GET", &format!("/images/get{}", query(&q)), &[], Body::Empty)?;
+    let resp = c.send(
+        "GET",
+        &format!("/images/get{}", query(&q)),
+        &[],
+        Body::Empty,
+    )?;
     write_download(resp, a.output.as_deref())
 }
 
@@ -388,7 +420,12 @@ pub fn load(c: &mut Client, a: LoadArgs) -> Result<()> {
         Some(p) => {
             let mut f = std::fs::File::open(p)
                 .map_err(|e| CliError::other(format!("open {p}: {}", io_reason(&e))))?;
-            c.send("POST", &path, &[], Body::Stream(&mut f, "application/x-tar"))?
+            c.send(
+                "POST",
+                &path,
+                &[],
+                Body::Stream(&mut f, "application/x-tar"),
+            )?
         }
         None => {
             if io::stdin().is_terminal() {
@@ -397,10 +434,18 @@ pub fn load(c: &mut Client, a: LoadArgs) -> Result<()> {
                 ));
             }
             let mut stdin = io::stdin().lock();
-            c.send("POST", &path, &[], Body::Stream(&mut stdin, "application/x-tar"))?
+            c.send(
+                "POST",
+                &path,
+                &[],
+                Body::Stream(&mut stdin, "application/x-tar"),
+            )?
         }
     };
-    if resp.header("Content-Type").is_some_and(|t| t.contains("json")) {
+    if resp
+        .header("Content-Type")
+        .is_some_and(|t| t.contains("json"))
+    {
         display_stream(resp, &mut io::stdout(), false)?;
     } else {
         io::copy(&mut { resp }, &mut io::stdout())?;
@@ -455,14 +500,21 @@ pub fn prune(c: &mut Client, a: PruneArgs) -> Result<()> {
     };
     let v = c.post_json(&format!("/images/prune{q}"), None)?;
     let mut out = String::new();
-    if let Some(items) = v.get("ImagesDeleted").filter(|x| x.as_array().is_some_and(|a| !a.is_empty())) {
+    if let Some(items) = v
+        .get("ImagesDeleted")
+        .filter(|x| x.as_array().is_some_and(|a| !a.is_empty()))
+    {
         out.push_str("Deleted Images:\n");
         print_deletions(items, &mut out, true);
         out.push('\n');
     }
     out.push_str(&format!(
         "Total reclaimed space: {}\n",
-        human_size(v.get("SpaceReclaimed").and_then(Value::as_f64).unwrap_or(0.0))
+        human_size(
+            v.get("SpaceReclaimed")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+        )
     ));
     print(&out)
 }
@@ -473,9 +525,15 @@ mod tests {
 
     #[test]
     fn references() {
-        assert_eq!(full_reference("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            full_reference("busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(full_reference("me/x:1"), "docker.io/me/x:1");
-        assert_eq!(full_reference("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(
+            full_reference("localhost:5000/x"),
+            "localhost:5000/x:latest"
+        );
     }
 
     #[test]

@@ -16,19 +16,27 @@ use crate::format::tabwrite;
 use crate::template::Template;
 
 pub fn parse_template(src: &str) -> Result<Template> {
-    Template::parse(src).map_err(|e| CliError::other(format!("template parsing error: template: :1: {e}")))
+    Template::parse(src)
+        .map_err(|e| CliError::other(format!("template parsing error: template: :1: {e}")))
 }
 
 /// Renders rows as Docker's formatter does: `table …` prints a header row (the
 /// template run over the header names) and aligns columns; `json` prints one JSON
 /// object a line; anything else is a template run once per row.
 pub fn render(format: &str, header: &Value, rows: &[Value]) -> Result<String> {
-    let format = if format == "json" { "{{json .}}" } else { format };
+    let format = if format == "json" {
+        "{{json .}}"
+    } else {
+        format
+    };
     let (is_table, body) = match format.strip_prefix("table") {
         Some(rest) => (true, rest),
         None => (false, format),
     };
-    let body = body.trim_matches(' ').replace("\\t", "\t").replace("\\n", "\n");
+    let body = body
+        .trim_matches(' ')
+        .replace("\\t", "\t")
+        .replace("\\n", "\n");
     let tmpl = parse_template(&body)?;
     crate::template::set_json_escape_html(true);
     let mut out = String::new();
@@ -106,8 +114,8 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>> {
 /// Reads a Docker env-file: `KEY=value` lines, `#` comments, bare `KEY` taken from
 /// our own environment.
 pub fn read_env_file(path: &str) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::other(format!("open {path}: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CliError::other(format!("open {path}: {e}")))?;
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.trim_start();
@@ -182,6 +190,9 @@ mod tests {
     #[test]
     fn filters() {
         let f = filters_json(&["status=running".into(), "name=a".into()]).expect("filters");
-        assert_eq!(f.as_deref(), Some(r#"{"status":{"running":true},"name":{"a":true}}"#));
+        assert_eq!(
+            f.as_deref(),
+            Some(r#"{"status":{"running":true},"name":{"a":true}}"#)
+        );
     }
 }

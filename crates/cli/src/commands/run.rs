@@ -12,7 +12,7 @@ use super::container::parse_bytes;
 use super::image::pull_image;
 use super::{expand_env, read_env_file, str_field};
 use crate::args::*;
-use crate::client::{Client, CliError, Result};
+use crate::client::{CliError, Client, Result};
 use crate::http::{encode_path as encode, query, Body, Upgraded};
 use crate::stream;
 use crate::term;
@@ -21,19 +21,18 @@ pub fn restart_policy(s: &str) -> Result<Value> {
     let (name, count) = match s.split_once(':') {
         Some((n, c)) => (
             n,
-            c.parse::<i64>()
-                .map_err(|_| CliError::other(format!("invalid restart policy format: maximum retry count must be an integer")))?,
+            c.parse::<i64>().map_err(|_| {
+                CliError::other(
+                    "invalid restart policy format: maximum retry count must be an integer",
+                )
+            })?,
         ),
         None => (s, 0),
     };
     let name = match name {
         "no" | "" => "no",
         "always" | "unless-stopped" | "on-failure" => name,
-        other => {
-            return Err(CliError::other(format!(
-                "invalid restart policy '{other}'"
-            )))
-        }
+        other => return Err(CliError::other(format!("invalid restart policy '{other}'"))),
     };
     Ok(json!({"Name": name, "MaximumRetryCount": count}))
 }
@@ -48,7 +47,11 @@ fn split_kv(items: &[String]) -> Map<String, Value> {
 }
 
 fn parse_ulimit(s: &str) -> Result<Value> {
-    let bad = || CliError::other(format!("invalid argument \"{s}\" for \"--ulimit\" flag: invalid ulimit argument: {s}"));
+    let bad = || {
+        CliError::other(format!(
+            "invalid argument \"{s}\" for \"--ulimit\" flag: invalid ulimit argument: {s}"
+        ))
+    };
     let (name, vals) = s.split_once('=').ok_or_else(bad)?;
     let (soft, hard) = match vals.split_once(':') {
         Some((a, b)) => (a, b),
@@ -84,15 +87,20 @@ fn parse_publish(s: &str) -> Result<(String, Value)> {
 /// The body of POST /containers/create, from `run`/`create` flags.
 pub fn create_body(a: &RunArgs) -> Result<Value> {
     let attach_all = a.attach.is_empty();
-    let attach = |s: &str| !a.detach && (attach_all || a.attach.iter().any(|x| x.eq_ignore_ascii_case(s)));
-    let stdin = a.interactive && (attach_all || a.attach.iter().any(|x| x.eq_ignore_ascii_case("stdin")));
+    let attach =
+        |s: &str| !a.detach && (attach_all || a.attach.iter().any(|x| x.eq_ignore_ascii_case(s)));
+    let stdin =
+        a.interactive && (attach_all || a.attach.iter().any(|x| x.eq_ignore_ascii_case("stdin")));
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(read_env_file(f)?);
     }
     env.extend(expand_env(&a.env));
     let mut config = Map::new();
-    config.insert("Hostname".into(), json!(a.hostname.clone().unwrap_or_default()));
+    config.insert(
+        "Hostname".into(),
+        json!(a.hostname.clone().unwrap_or_default()),
+    );
     config.insert("User".into(), json!(a.user.clone().unwrap_or_default()));
     config.insert("AttachStdin".into(), json!(!a.detach && stdin));
     config.insert("AttachStdout".into(), json!(attach("stdout")));
@@ -110,7 +118,10 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
         },
     );
     config.insert("Image".into(), json!(a.image));
-    config.insert("WorkingDir".into(), json!(a.workdir.clone().unwrap_or_default()));
+    config.insert(
+        "WorkingDir".into(),
+        json!(a.workdir.clone().unwrap_or_default()),
+    );
     config.insert(
         "Entrypoint".into(),
         match &a.entrypoint {
@@ -129,7 +140,11 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     let mut exposed = Map::new();
     let mut bindings = Map::new();
     for p in &a.expose {
-        let key = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+        let key = if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        };
         exposed.insert(key, json!({}));
     }
     for p in &a.publish {
@@ -233,9 +248,10 @@ fn create(c: &mut Client, a: &RunArgs) -> Result<String> {
         pull_image(c, &a.image, true, a.quiet)?;
     }
     let created = match c.post_json(&path, Some(&body)) {
-        Err(CliError::Daemon { status: 404, message })
-            if message.contains("No such image") && a.pull != "never" =>
-        {
+        Err(CliError::Daemon {
+            status: 404,
+            message,
+        }) if message.contains("No such image") && a.pull != "never" => {
             eprintln!("Unable to find image '{}' locally", tagged(&a.image));
             pull_image(c, &a.image, true, a.quiet)?;
             c.post_json(&path, Some(&body))?
@@ -276,9 +292,7 @@ fn start_error_code(message: &str) -> i32 {
 
 pub fn run(c: &mut Client, a: RunArgs) -> Result<()> {
     if a.detach && a.attach.iter().any(|_| true) {
-        return Err(CliError::other(
-            "Conflicting options: -a and -d",
-        ));
+        return Err(CliError::other("Conflicting options: -a and -d"));
     }
     let id = create(c, &a)?;
     if a.detach {
@@ -412,7 +426,11 @@ fn session_with_proxy(
             }
         });
     }
-    let raw = if tty && stdin { term::RawMode::enter(0) } else { None };
+    let raw = if tty && stdin {
+        term::RawMode::enter(0)
+    } else {
+        None
+    };
     let detached = Arc::new(AtomicBool::new(false));
     if let Some(path) = resize_path {
         let mut rc = c.clone();
@@ -434,7 +452,11 @@ fn session_with_proxy(
     if stdin {
         let mut w = writer.try_clone()?;
         let flag = detached.clone();
-        let keys = if tty { detach_sequence(detach_keys) } else { Vec::new() };
+        let keys = if tty {
+            detach_sequence(detach_keys)
+        } else {
+            Vec::new()
+        };
         std::thread::spawn(move || {
             let _ = pump_stdin(&mut w, &keys, &flag);
         });
@@ -457,7 +479,11 @@ fn session_with_proxy(
 }
 
 /// Copies stdin to the container; watches for the detach sequence on a tty.
-fn pump_stdin(w: &mut std::os::unix::net::UnixStream, keys: &[u8], detached: &AtomicBool) -> io::Result<()> {
+fn pump_stdin(
+    w: &mut std::os::unix::net::UnixStream,
+    keys: &[u8],
+    detached: &AtomicBool,
+) -> io::Result<()> {
     let mut input = io::stdin().lock();
     let mut buf = [0u8; 8192];
     let mut matched = 0usize;
@@ -510,7 +536,10 @@ pub fn start(c: &mut Client, a: StartArgs) -> Result<()> {
     let name = &a.containers[0];
     let info = c.get_json(&format!("/containers/{}/json", encode(name)))?;
     let id = str_field(&info, "Id").to_string();
-    let tty = info.pointer("/Config/Tty").and_then(Value::as_bool).unwrap_or(false);
+    let tty = info
+        .pointer("/Config/Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let open_stdin = info
         .pointer("/Config/OpenStdin")
         .and_then(Value::as_bool)
@@ -538,12 +567,19 @@ pub fn start(c: &mut Client, a: StartArgs) -> Result<()> {
 pub fn attach(c: &mut Client, a: AttachArgs) -> Result<()> {
     let info = c.get_json(&format!("/containers/{}/json", encode(&a.container)))?;
     let id = str_field(&info, "Id").to_string();
-    if !info.pointer("/State/Running").and_then(Value::as_bool).unwrap_or(false) {
+    if !info
+        .pointer("/State/Running")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         return Err(CliError::other(
             "You cannot attach to a stopped container, start it first",
         ));
     }
-    let tty = info.pointer("/Config/Tty").and_then(Value::as_bool).unwrap_or(false);
+    let tty = info
+        .pointer("/Config/Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let stdin = !a.no_stdin
         && info
             .pointer("/Config/OpenStdin")
@@ -563,7 +599,15 @@ pub fn attach(c: &mut Client, a: AttachArgs) -> Result<()> {
     )?;
     let resize = tty.then(|| format!("/containers/{id}/resize"));
     let proxy = (a.sig_proxy && !tty).then(|| id.clone());
-    if session_with_proxy(c, upgraded, stdin, tty, resize, a.detach_keys.as_deref(), proxy)? {
+    if session_with_proxy(
+        c,
+        upgraded,
+        stdin,
+        tty,
+        resize,
+        a.detach_keys.as_deref(),
+        proxy,
+    )? {
         return Ok(());
     }
     exit_from_wait(wait)
@@ -611,7 +655,14 @@ pub fn exec(c: &mut Client, a: ExecArgs) -> Result<()> {
     }
     let upgraded = c.upgrade(&format!("/exec/{exec_id}/start"), Some(&start))?;
     let resize = a.tty.then(|| format!("/exec/{exec_id}/resize"));
-    if session(c, upgraded, a.interactive, a.tty, resize, a.detach_keys.as_deref())? {
+    if session(
+        c,
+        upgraded,
+        a.interactive,
+        a.tty,
+        resize,
+        a.detach_keys.as_deref(),
+    )? {
         return Ok(());
     }
     let info = c.get_json(&format!("/exec/{exec_id}/json"))?;
@@ -642,9 +693,29 @@ mod tests {
     #[test]
     fn create_body_from_flags() {
         let a = parse(&[
-            "-d", "--name", "web", "-e", "A=1", "-m", "64m", "--cpus", "0.5", "-p", "8080:80",
-            "--restart", "on-failure:3", "--ulimit", "nofile=10:20", "-v", "/a:/b:ro",
-            "--entrypoint", "", "busybox", "sh", "-c", "echo -n hi",
+            "-d",
+            "--name",
+            "web",
+            "-e",
+            "A=1",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "-p",
+            "8080:80",
+            "--restart",
+            "on-failure:3",
+            "--ulimit",
+            "nofile=10:20",
+            "-v",
+            "/a:/b:ro",
+            "--entrypoint",
+            "",
+            "busybox",
+            "sh",
+            "-c",
+            "echo -n hi",
         ]);
         let b = create_body(&a).expect("body");
         assert_eq!(b["Image"], "busybox");
@@ -653,7 +724,10 @@ mod tests {
         assert_eq!(b["AttachStdout"], false);
         assert_eq!(b["HostConfig"]["Memory"], 64 * 1024 * 1024);
         assert_eq!(b["HostConfig"]["NanoCpus"], 500_000_000);
-        assert_eq!(b["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], "8080");
+        assert_eq!(
+            b["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+            "8080"
+        );
         assert_eq!(b["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
         assert_eq!(b["HostConfig"]["Ulimits"][0]["Hard"], 20);
         assert_eq!(b["HostConfig"]["Binds"], json!(["/a:/b:ro"]));
@@ -667,7 +741,10 @@ mod tests {
 
     #[test]
     fn start_errors() {
-        assert_eq!(start_error_code("exec: \"nope\": executable file not found in $PATH"), 127);
+        assert_eq!(
+            start_error_code("exec: \"nope\": executable file not found in $PATH"),
+            127
+        );
         assert_eq!(start_error_code("permission denied"), 126);
         assert_eq!(start_error_code("boom"), 125);
     }

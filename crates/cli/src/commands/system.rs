@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{filters_json, int_field, parse_template, print, render, str_field};
 use crate::args::*;
-use crate::client::{Client, CliError, JsonStream, Result, CLIENT_API_VERSION};
+use crate::client::{CliError, Client, JsonStream, Result, CLIENT_API_VERSION};
 use crate::format::{self, human_size, tabwrite_with};
 use crate::http::{encode_path as encode, query};
 
@@ -35,7 +35,9 @@ fn inspect_one(c: &mut Client, name: &str, kind: Option<&str>, size: bool) -> Re
         Some("image") => image(c),
         Some("network") => c.get_json(&format!("/networks/{n}")),
         Some("volume") => c.get_json(&format!("/volumes/{n}")),
-        Some(other) => Err(CliError::other(format!("\"{other}\" is not a valid value for --type"))),
+        Some(other) => Err(CliError::other(format!(
+            "\"{other}\" is not a valid value for --type"
+        ))),
         None => {
             for attempt in 0..4 {
                 let r = match attempt {
@@ -136,12 +138,18 @@ fn version_text(client: &Value, server: Option<&Value>) -> String {
     let api = s(client, "APIVersion");
     let default = s(client, "DefaultAPIVersion");
     if api != default {
-        t.push_str(&format!(" API version:\t{api} (downgraded from {default})\n"));
+        t.push_str(&format!(
+            " API version:\t{api} (downgraded from {default})\n"
+        ));
     } else {
         t.push_str(&format!(" API version:\t{api}\n"));
     }
     t.push_str(&format!(" Git commit:\t{}\n", s(client, "GitCommit")));
-    t.push_str(&format!(" OS/Arch:\t{}/{}\n", s(client, "Os"), s(client, "Arch")));
+    t.push_str(&format!(
+        " OS/Arch:\t{}/{}\n",
+        s(client, "Os"),
+        s(client, "Arch")
+    ));
     t.push_str(&format!(" Context:\t{}\n", s(client, "Context")));
     if let Some(sv) = server {
         t.push_str(&server_version_text(sv));
@@ -153,7 +161,10 @@ fn version_text(client: &Value, server: Option<&Value>) -> String {
 /// template renders it (before its tabwriter).
 pub fn server_version_text(sv: &Value) -> String {
     let mut t = String::new();
-    let platform = sv.pointer("/Platform/Name").and_then(Value::as_str).unwrap_or("");
+    let platform = sv
+        .pointer("/Platform/Name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     t.push_str("\nServer:");
     if !platform.is_empty() {
         t.push(' ');
@@ -171,12 +182,14 @@ pub fn server_version_text(sv: &Value) -> String {
     let components: Vec<Value> = match sv.get("Components").and_then(Value::as_array) {
         Some(c) if !c.is_empty() => c.clone(),
         _ => {
-            fallback = vec![json!({"Name": "Engine", "Version": sv.get("Version"), "Details": {
-                "ApiVersion": sv.get("ApiVersion"), "MinAPIVersion": sv.get("MinAPIVersion"),
-                "GoVersion": sv.get("GoVersion"), "GitCommit": sv.get("GitCommit"),
-                "BuildTime": sv.get("BuildTime"), "Os": sv.get("Os"), "Arch": sv.get("Arch"),
-                "Experimental": sv.get("Experimental").cloned().unwrap_or(json!(false)).to_string(),
-            }})];
+            fallback = vec![
+                json!({"Name": "Engine", "Version": sv.get("Version"), "Details": {
+                    "ApiVersion": sv.get("ApiVersion"), "MinAPIVersion": sv.get("MinAPIVersion"),
+                    "GoVersion": sv.get("GoVersion"), "GitCommit": sv.get("GitCommit"),
+                    "BuildTime": sv.get("BuildTime"), "Os": sv.get("Os"), "Arch": sv.get("Arch"),
+                    "Experimental": sv.get("Experimental").cloned().unwrap_or(json!(false)).to_string(),
+                }}),
+            ];
             fallback.clone()
         }
     };
@@ -198,7 +211,10 @@ pub fn server_version_text(sv: &Value) -> String {
                 detail(comp, "Os"),
                 detail(comp, "Arch")
             ));
-            t.push_str(&format!("  Experimental:\t{}\n", detail(comp, "Experimental")));
+            t.push_str(&format!(
+                "  Experimental:\t{}\n",
+                detail(comp, "Experimental")
+            ));
         } else if let Some(d) = comp.get("Details").and_then(Value::as_object) {
             let mut keys: Vec<&String> = d.keys().collect();
             keys.sort();
@@ -220,9 +236,9 @@ pub fn version(c: &mut Client, a: FormatArg) -> Result<()> {
         }
         v
     });
-    let api = c.api_version().unwrap_or_else(|_| {
-        format!("{}.{}", CLIENT_API_VERSION.0, CLIENT_API_VERSION.1)
-    });
+    let api = c
+        .api_version()
+        .unwrap_or_else(|_| format!("{}.{}", CLIENT_API_VERSION.0, CLIENT_API_VERSION.1));
     let client = client_version(&api);
     if let Some(f) = &a.format {
         let data = json!({"Client": client, "Server": server.as_ref().ok()});
@@ -309,14 +325,21 @@ pub fn info(c: &mut Client, a: FormatArg) -> Result<()> {
     t.push_str(&format!(" Name: {}\n", s("Name")));
     t.push_str(&format!(" ID: {}\n", s("ID")));
     t.push_str(&format!(" Docker Root Dir: {}\n", s("DockerRootDir")));
-    t.push_str(&format!(" Debug Mode: {}\n", v.get("Debug").and_then(Value::as_bool).unwrap_or(false)));
+    t.push_str(&format!(
+        " Debug Mode: {}\n",
+        v.get("Debug").and_then(Value::as_bool).unwrap_or(false)
+    ));
     t.push_str(&format!(
         " Experimental: {}\n",
-        v.get("ExperimentalBuild").and_then(Value::as_bool).unwrap_or(false)
+        v.get("ExperimentalBuild")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     ));
     t.push_str(&format!(
         " Live Restore Enabled: {}\n",
-        v.get("LiveRestoreEnabled").and_then(Value::as_bool).unwrap_or(false)
+        v.get("LiveRestoreEnabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     ));
     t.push('\n');
     print(&t)
@@ -334,7 +357,12 @@ pub fn events(c: &mut Client, a: EventsArgs) -> Result<()> {
     if let Some(f) = filters_json(&a.filter)? {
         q.push(("filters", f));
     }
-    let resp = c.send("GET", &format!("/events{}", query(&q)), &[], crate::http::Body::Empty)?;
+    let resp = c.send(
+        "GET",
+        &format!("/events{}", query(&q)),
+        &[],
+        crate::http::Body::Empty,
+    )?;
     let tmpl = match a.format.as_deref() {
         Some("json") => Some(parse_template("{{json .}}")?),
         Some(f) => Some(parse_template(f)?),
@@ -368,7 +396,9 @@ fn event_line(ev: &Value) -> String {
         "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{frac:09}Z {} {} {}",
         str_field(ev, "Type"),
         str_field(ev, "Action"),
-        ev.pointer("/Actor/ID").and_then(Value::as_str).unwrap_or("")
+        ev.pointer("/Actor/ID")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     );
     if let Some(attrs) = ev.pointer("/Actor/Attributes").and_then(Value::as_object) {
         let mut kv: Vec<String> = attrs
@@ -385,7 +415,12 @@ fn event_line(ev: &Value) -> String {
 
 pub fn df(c: &mut Client, a: DfArgs) -> Result<()> {
     let v = c.get_json("/system/df")?;
-    let list = |k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let images = list("Images");
     let containers = list("Containers");
     let volumes = list("Volumes");
@@ -405,24 +440,43 @@ pub fn df(c: &mut Client, a: DfArgs) -> Result<()> {
         .get("LayersSize")
         .and_then(Value::as_i64)
         .unwrap_or_else(|| images.iter().map(|i| int_field(i, "Size")).sum());
-    let images_active = images.iter().filter(|i| int_field(i, "Containers") > 0).count();
+    let images_active = images
+        .iter()
+        .filter(|i| int_field(i, "Containers") > 0)
+        .count();
     let images_used: i64 = images
         .iter()
         .filter(|i| int_field(i, "Containers") > 0)
         .map(|i| int_field(i, "Size"))
         .sum();
     let ctr_size: i64 = containers.iter().map(|c| int_field(c, "SizeRw")).sum();
-    let ctr_active = containers.iter().filter(|c| str_field(c, "State") == "running").count();
+    let ctr_active = containers
+        .iter()
+        .filter(|c| str_field(c, "State") == "running")
+        .count();
     let ctr_reclaim: i64 = containers
         .iter()
         .filter(|c| str_field(c, "State") != "running")
         .map(|c| int_field(c, "SizeRw"))
         .sum();
-    let vol_size = |x: &Value| x.pointer("/UsageData/Size").and_then(Value::as_i64).unwrap_or(0).max(0);
-    let vol_refs = |x: &Value| x.pointer("/UsageData/RefCount").and_then(Value::as_i64).unwrap_or(0);
+    let vol_size = |x: &Value| {
+        x.pointer("/UsageData/Size")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .max(0)
+    };
+    let vol_refs = |x: &Value| {
+        x.pointer("/UsageData/RefCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
     let vols_size: i64 = volumes.iter().map(vol_size).sum();
     let vols_active = volumes.iter().filter(|x| vol_refs(x) > 0).count();
-    let vols_reclaim: i64 = volumes.iter().filter(|x| vol_refs(x) == 0).map(vol_size).sum();
+    let vols_reclaim: i64 = volumes
+        .iter()
+        .filter(|x| vol_refs(x) == 0)
+        .map(vol_size)
+        .sum();
     let cache_size: i64 = cache.iter().map(|b| int_field(b, "Size")).sum();
     let cache_active = cache
         .iter()
@@ -470,11 +524,17 @@ mod tests {
     fn event_lines() {
         let ev = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc",
             "Attributes": {"name": "x", "image": "busybox"}}, "timeNano": 1_000_000_001i64});
-        assert_eq!(event_line(&ev), "1970-01-01T00:00:01.000000001Z container start abc (image=busybox, name=x)");
+        assert_eq!(
+            event_line(&ev),
+            "1970-01-01T00:00:01.000000001Z container start abc (image=busybox, name=x)"
+        );
     }
 
     #[test]
     fn inspect_indent() {
-        assert_eq!(indent_json(&json!([{"A": []}])), "[\n    {\n        \"A\": []\n    }\n]");
+        assert_eq!(
+            indent_json(&json!([{"A": []}])),
+            "[\n    {\n        \"A\": []\n    }\n]"
+        );
     }
 }

@@ -110,7 +110,9 @@ impl Engine {
             if let Ok(mut s) = UnixStream::connect(&self.socket) {
                 let _ = s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut buf = [0u8; 16];
-                if s.read(&mut buf).is_ok_and(|n| n > 12 && &buf[9..12] == b"200") {
+                if s.read(&mut buf)
+                    .is_ok_and(|n| n > 12 && &buf[9..12] == b"200")
+                {
                     return;
                 }
             }
@@ -132,7 +134,10 @@ impl Engine {
 
     pub fn berth_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.arg("-H").arg(self.host()).args(args).stdin(Stdio::null());
+        cmd.arg("-H")
+            .arg(self.host())
+            .args(args)
+            .stdin(Stdio::null());
         cmd
     }
 
@@ -196,7 +201,11 @@ fn busybox_tar(dir: &Path) -> PathBuf {
         .arg("--list")
         .output()
         .expect("busybox --list");
-    for applet in stdout(&list).lines().map(str::trim).filter(|a| !a.is_empty()) {
+    for applet in stdout(&list)
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
         let link = root.join("bin").join(applet);
         // busybox lists itself: skip names that exist already.
         if std::fs::symlink_metadata(&link).is_err() {
@@ -267,8 +276,8 @@ impl Drop for Engine {
         {
             let parent = hierarchy.path().join(&self.cgroup_parent);
             for child in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
-                let procs = std::fs::read_to_string(child.path().join("cgroup.procs"))
-                    .unwrap_or_default();
+                let procs =
+                    std::fs::read_to_string(child.path().join("cgroup.procs")).unwrap_or_default();
                 for pid in procs.split_whitespace() {
                     kill(pid.parse().unwrap_or(0));
                 }
@@ -303,7 +312,9 @@ pub fn mask_ids(s: &str) -> String {
             .iter()
             .take_while(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
             .count();
-        let after_ok = b.get(i + hex_len).is_none_or(|c| !c.is_ascii_alphanumeric());
+        let after_ok = b
+            .get(i + hex_len)
+            .is_none_or(|c| !c.is_ascii_alphanumeric());
         if boundary && after_ok && (hex_len == 12 || hex_len == 64) {
             out.push_str(&"X".repeat(hex_len));
             i += hex_len;
@@ -327,15 +338,23 @@ pub fn mask(s: &str) -> String {
 
 fn mask_durations(line: &str) -> String {
     let units = [
-        "Less than a second", "About a minute", "About an hour", "seconds", "second",
-        "minutes", "hours", "days", "weeks", "months", "years",
+        "Less than a second",
+        "About a minute",
+        "About an hour",
+        "seconds",
+        "second",
+        "minutes",
+        "hours",
+        "days",
+        "weeks",
+        "months",
+        "years",
     ];
     let mut s = line.to_string();
     // "N seconds" → "<T>", "Less than a second" → "<T>"; keep column alignment out
     // of the comparison by collapsing runs of spaces.
     for u in units {
-        loop {
-            let Some(pos) = s.find(u) else { break };
+        while let Some(pos) = s.find(u) {
             let mut start = pos;
             let bytes = s.as_bytes();
             while start > 0 && (bytes[start - 1].is_ascii_digit() || bytes[start - 1] == b' ') {
