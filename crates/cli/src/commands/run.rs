@@ -290,7 +290,19 @@ fn start_error_code(message: &str) -> i32 {
     }
 }
 
+/// Docker refuses `-it` when our stdin is not a terminal.
+fn check_tty(tty: bool, interactive: bool) -> Result<()> {
+    if tty && interactive && !term::is_tty(0) {
+        eprintln!("the input device is not a TTY");
+        return Err(CliError::Exit(1));
+    }
+    Ok(())
+}
+
 pub fn run(c: &mut Client, a: RunArgs) -> Result<()> {
+    if !a.detach {
+        check_tty(a.tty, a.interactive)?;
+    }
     if a.detach && a.attach.iter().any(|_| true) {
         return Err(CliError::other("Conflicting options: -a and -d"));
     }
@@ -648,6 +660,9 @@ pub fn exec(c: &mut Client, a: ExecArgs) -> Result<()> {
         Some(&body),
     )?;
     let exec_id = str_field(&created, "Id").to_string();
+    if !a.detach {
+        check_tty(a.tty, a.interactive)?;
+    }
     let start = json!({"Detach": a.detach, "Tty": a.tty});
     if a.detach {
         c.post_json(&format!("/exec/{exec_id}/start"), Some(&start))?;
