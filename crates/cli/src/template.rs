@@ -622,6 +622,26 @@ fn eval_command(cmd: &[Arg], dot: Option<&Value>, vars: &mut Vars, piped: Option
             }
             call(name, args)
         }
+        // Docker's list contexts have one method with an argument: `.Label "key"`,
+        // answered from the row's "k=v,k2=v2" Labels.
+        Some(Arg::Field(path)) if path.last().is_some_and(|l| l == "Label") && cmd.len() == 2 => {
+            let base = lookup(dot.cloned(), &path[..path.len() - 1])?;
+            let key = eval_arg(&cmd[1], dot, vars)?;
+            let key = want_str(&key, "Label")?;
+            let labels = base
+                .as_ref()
+                .and_then(|b| b.get("Labels"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let found = labels
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            Ok(Some(Value::from(found)))
+        }
         Some(first) => {
             if cmd.len() > 1 || piped.is_some() {
                 return Err("can't give argument to non-function".into());

@@ -168,6 +168,27 @@ fn ps_images_inspect_logs_match_docker() {
         &["stop", "no-such-container"],
         &["logs", "no-such-container"],
         &["rmi", "no-such-image"],
+        &["ps", "-s"],
+        &["ps", "-a", "--format", "{{.Label \"team\"}}|{{.Names}}"],
+        &["history", "-H=false", "busybox"],
+        &["history", "-q", "busybox"],
+        &["start", "no-such-container", "another-one"],
+        &["exec", "sleeper", "sh", "-c", "echo $PATH; exit 4"],
+        &[
+            "exec",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "sleeper",
+            "sh",
+            "-c",
+            "id -u; pwd",
+        ],
+        &["exec", "sleeper", "no-such-command"],
+        &["exec", "no-such-container", "true"],
+        &["top", "sleeper", "-o", "pid,comm"],
+        &["logs", "--since", "1h", "failing"],
     ] {
         same(&e, args);
     }

@@ -471,7 +471,8 @@ pub fn history(c: &mut Client, a: HistoryArgs) -> Result<()> {
             "Comment": str_field(h, "Comment"),
         }));
     }
-    let header = json!({"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+    let created_header = if a.human { "CREATED" } else { "CREATED AT" };
+    let header = json!({"ID": "IMAGE", "CreatedSince": created_header, "CreatedAt": "CREATED AT",
         "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"});
     let format = if a.quiet {
         "{{.ID}}".to_string()

@@ -536,9 +536,23 @@ fn pump_stdin(
 
 pub fn start(c: &mut Client, a: StartArgs) -> Result<()> {
     if !a.attach && !a.interactive {
-        return super::for_each(&a.containers, |n| {
-            c.call("POST", &format!("/containers/{}/start", encode(n)))
-        });
+        let mut failed = Vec::new();
+        for n in &a.containers {
+            match c.call("POST", &format!("/containers/{}/start", encode(n))) {
+                Ok(()) => println!("{n}"),
+                Err(e) => {
+                    eprintln!("{e}");
+                    failed.push(n.clone());
+                }
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        return Err(CliError::other(format!(
+            "Error: failed to start containers: {}",
+            failed.join(", ")
+        )));
     }
     if a.containers.len() > 1 {
         return Err(CliError::other(

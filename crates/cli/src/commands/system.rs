@@ -277,9 +277,27 @@ pub fn info(c: &mut Client, a: FormatArg) -> Result<()> {
     t.push_str("Client:\n");
     t.push_str(&format!(" Version:    {}\n", env!("CARGO_PKG_VERSION")));
     t.push_str(" Context:    default\n");
-    t.push_str(" Debug Mode: false\n\nServer:\n");
-    let n = |k: &str| int_field(&v, k);
-    let s = |k: &str| str_field(&v, k).to_string();
+    t.push_str(" Debug Mode: false\n\n");
+    t.push_str(&server_info_text(&v));
+    print(&t)
+}
+
+/// The Server part of `docker info`, line for line as Docker's CLI prints it.
+pub fn server_info_text(v: &Value) -> String {
+    let mut t = String::from("Server:\n");
+    let n = |k: &str| int_field(v, k);
+    let s = |k: &str| str_field(v, k).to_string();
+    let b = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let strings = |x: Option<&Value>| -> Vec<String> {
+        x.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     t.push_str(&format!(" Containers: {}\n", n("Containers")));
     t.push_str(&format!("  Running: {}\n", n("ContainersRunning")));
     t.push_str(&format!("  Paused: {}\n", n("ContainersPaused")));
@@ -287,32 +305,100 @@ pub fn info(c: &mut Client, a: FormatArg) -> Result<()> {
     t.push_str(&format!(" Images: {}\n", n("Images")));
     t.push_str(&format!(" Server Version: {}\n", s("ServerVersion")));
     t.push_str(&format!(" Storage Driver: {}\n", s("Driver")));
-    if let Some(status) = v.get("DriverStatus").and_then(Value::as_array) {
-        for pair in status {
-            if let Some([k, val]) = pair.as_array().map(Vec::as_slice) {
-                t.push_str(&format!(
-                    "  {}: {}\n",
-                    k.as_str().unwrap_or(""),
-                    val.as_str().unwrap_or("")
-                ));
-            }
+    for pair in v
+        .get("DriverStatus")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some([k, val]) = pair.as_array().map(Vec::as_slice) {
+            t.push_str(&format!(
+                "  {}: {}\n",
+                k.as_str().unwrap_or(""),
+                val.as_str().unwrap_or("")
+            ));
         }
     }
     t.push_str(&format!(" Logging Driver: {}\n", s("LoggingDriver")));
     t.push_str(&format!(" Cgroup Driver: {}\n", s("CgroupDriver")));
     t.push_str(&format!(" Cgroup Version: {}\n", s("CgroupVersion")));
-    let runtimes: Vec<String> = v
+    t.push_str(" Plugins:\n");
+    let plugins = v.get("Plugins");
+    t.push_str(&format!(
+        "  Volume: {}\n",
+        strings(plugins.and_then(|p| p.get("Volume"))).join(" ")
+    ));
+    t.push_str(&format!(
+        "  Network: {}\n",
+        strings(plugins.and_then(|p| p.get("Network"))).join(" ")
+    ));
+    let authz = strings(plugins.and_then(|p| p.get("Authorization")));
+    if !authz.is_empty() {
+        t.push_str(&format!("  Authorization: {}\n", authz.join(" ")));
+    }
+    t.push_str(&format!(
+        "  Log: {}\n",
+        strings(plugins.and_then(|p| p.get("Log"))).join(" ")
+    ));
+    let swarm = v.get("Swarm").cloned().unwrap_or(Value::Null);
+    let state = str_field(&swarm, "LocalNodeState");
+    t.push_str(&format!(" Swarm: {state}\n"));
+    if state != "inactive" && state != "pending" {
+        t.push_str(&format!("  NodeID: {}\n", str_field(&swarm, "NodeID")));
+        let manager = swarm
+            .get("ControlAvailable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        t.push_str(&format!("  Is Manager: {manager}\n"));
+        t.push_str(&format!(
+            "  Node Address: {}\n",
+            str_field(&swarm, "NodeAddr")
+        ));
+    }
+    let mut runtimes: Vec<String> = v
         .get("Runtimes")
         .and_then(Value::as_object)
-        .map(|m| {
-            let mut k: Vec<String> = m.keys().cloned().collect();
-            k.sort();
-            k
-        })
+        .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
+    runtimes.sort();
     t.push_str(&format!(" Runtimes: {}\n", runtimes.join(" ")));
     t.push_str(&format!(" Default Runtime: {}\n", s("DefaultRuntime")));
     t.push_str(&format!(" Init Binary: {}\n", s("InitBinary")));
+    let commit = |k: &str| {
+        v.pointer(&format!("/{k}/ID"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    t.push_str(&format!(
+        " containerd version: {}\n",
+        commit("ContainerdCommit")
+    ));
+    t.push_str(&format!(" runc version: {}\n", commit("RuncCommit")));
+    t.push_str(&format!(" init version: {}\n", commit("InitCommit")));
+    let security = strings(v.get("SecurityOptions"));
+    if !security.is_empty() {
+        t.push_str(" Security Options:\n");
+        for opt in security {
+            let mut name = String::new();
+            let mut rest = Vec::new();
+            for kv in opt.split(',') {
+                match kv.split_once('=') {
+                    Some(("name", val)) => name = val.to_string(),
+                    Some((k, val)) => rest.push((k.to_string(), val.to_string())),
+                    None => name = kv.to_string(),
+                }
+            }
+            t.push_str(&format!("  {name}\n"));
+            for (k, val) in rest {
+                let mut key = k.clone();
+                if let Some(first) = key.get(..1).map(str::to_uppercase) {
+                    key.replace_range(..1, &first);
+                }
+                t.push_str(&format!("   {key}: {val}\n"));
+            }
+        }
+    }
     t.push_str(&format!(" Kernel Version: {}\n", s("KernelVersion")));
     t.push_str(&format!(" Operating System: {}\n", s("OperatingSystem")));
     t.push_str(&format!(" OSType: {}\n", s("OSType")));
@@ -325,24 +411,46 @@ pub fn info(c: &mut Client, a: FormatArg) -> Result<()> {
     t.push_str(&format!(" Name: {}\n", s("Name")));
     t.push_str(&format!(" ID: {}\n", s("ID")));
     t.push_str(&format!(" Docker Root Dir: {}\n", s("DockerRootDir")));
-    t.push_str(&format!(
-        " Debug Mode: {}\n",
-        v.get("Debug").and_then(Value::as_bool).unwrap_or(false)
-    ));
-    t.push_str(&format!(
-        " Experimental: {}\n",
-        v.get("ExperimentalBuild")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    ));
+    t.push_str(&format!(" Debug Mode: {}\n", b("Debug")));
+    let labels = strings(v.get("Labels"));
+    if !labels.is_empty() {
+        t.push_str(" Labels:\n");
+        for l in labels {
+            t.push_str(&format!("  {l}\n"));
+        }
+    }
+    t.push_str(&format!(" Experimental: {}\n", b("ExperimentalBuild")));
+    let registry = v.get("RegistryConfig");
+    let cidrs = strings(registry.and_then(|r| r.get("InsecureRegistryCIDRs")));
+    let index = registry
+        .and_then(|r| r.get("IndexConfigs"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if !cidrs.is_empty() || !index.is_empty() {
+        t.push_str(" Insecure Registries:\n");
+        for (name, cfg) in &index {
+            if !cfg.get("Secure").and_then(Value::as_bool).unwrap_or(false) {
+                t.push_str(&format!("  {name}\n"));
+            }
+        }
+        for c in cidrs {
+            t.push_str(&format!("  {c}\n"));
+        }
+    }
+    let mirrors = strings(registry.and_then(|r| r.get("Mirrors")));
+    if !mirrors.is_empty() {
+        t.push_str(" Registry Mirrors:\n");
+        for m in mirrors {
+            t.push_str(&format!("  {m}\n"));
+        }
+    }
     t.push_str(&format!(
         " Live Restore Enabled: {}\n",
-        v.get("LiveRestoreEnabled")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        b("LiveRestoreEnabled")
     ));
     t.push('\n');
-    print(&t)
+    t
 }
 
 pub fn events(c: &mut Client, a: EventsArgs) -> Result<()> {
