@@ -112,6 +112,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Manage contexts
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+    },
     /// Manage Docker
     System {
         #[command(subcommand)]
@@ -166,6 +171,63 @@ pub enum ImageCommand {
     Inspect(InspectArgs),
     /// Remove unused images
     Prune(PruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContextCommand {
+    /// List contexts
+    #[command(alias = "list")]
+    Ls(ContextLsArgs),
+    /// Set the current docker context
+    Use(ContextName),
+    /// Print the name of the current context
+    Show,
+    /// Create a context
+    Create(ContextCreateArgs),
+    /// Remove one or more contexts
+    #[command(alias = "remove")]
+    Rm(ContextRmArgs),
+    /// Display detailed information on one or more contexts
+    Inspect(ContextInspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ContextLsArgs {
+    #[arg(long)]
+    pub format: Option<String>,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ContextName {
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ContextCreateArgs {
+    /// Description of the context
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// set the docker endpoint (host=unix:///path)
+    #[arg(long)]
+    pub docker: Option<String>,
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ContextRmArgs {
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ContextInspectArgs {
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    pub names: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

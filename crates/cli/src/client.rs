@@ -59,21 +59,6 @@ impl std::fmt::Display for CliError {
 
 pub type Result<T> = std::result::Result<T, CliError>;
 
-/// Picks the daemon address as Docker does: the flag, then the environment.
-pub fn select_host(flag: Option<&str>) -> String {
-    if let Some(h) = flag.filter(|h| !h.is_empty()) {
-        return h.to_string();
-    }
-    for var in ["BERTH_HOST", "DOCKER_HOST"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                return v;
-            }
-        }
-    }
-    DEFAULT_HOST.to_string()
-}
-
 #[derive(Clone)]
 pub struct Client {
     host: String,

@@ -3,6 +3,7 @@
 mod args;
 mod client;
 mod commands;
+mod context;
 mod format;
 mod http;
 mod stream;
@@ -16,20 +17,30 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
-use client::{select_host, CliError, Client};
+use client::{CliError, Client};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
-    let host = select_host(cli.host.as_deref());
-    if let Some(ctx) = cli.context.as_deref().filter(|c| *c != "default") {
-        eprintln!("context \"{ctx}\" does not exist");
-        return ExitCode::from(1);
+    let store = context::Store::new(cli.config.as_deref());
+    if let Command::Context { command } = cli.command {
+        return finish(commands::context::run(&store, command), false, "");
     }
+    let host = match context::select_host(cli.host.as_deref(), cli.context.as_deref(), &store) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     let (is_run, name) = command_name(&cli.command);
     let result = Client::new(&host).and_then(|mut client| dispatch(&mut client, cli.command));
+    finish(result, is_run, name)
+}
+
+fn finish(result: client::Result<()>, is_run: bool, name: &str) -> ExitCode {
     let _ = std::io::stdout().flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,6 +153,8 @@ fn dispatch(c: &mut Client, command: Command) -> client::Result<()> {
             ImageCommand::Inspect(a) => sys::inspect(c, a, Some("image")),
             ImageCommand::Prune(a) => im::prune(c, a),
         },
+        // Contexts need no daemon: main handles them before connecting.
+        Command::Context { .. } => Ok(()),
         Command::System { command } => match command {
             SystemCommand::Df(a) => sys::df(c, a),
             SystemCommand::Info(a) => sys::info(c, a),

@@ -384,3 +384,54 @@ fn interactive_session_resize_detach_attach() {
         "3\n"
     );
 }
+
+#[test]
+fn contexts_are_shared_with_docker() {
+    let e = Engine::start();
+    let config = tempfile::tempdir().expect("config dir");
+    let with_config = |args: &[&str]| {
+        berth()
+            .env("DOCKER_CONFIG", config.path())
+            .args(args)
+            .output()
+            .expect("berth")
+    };
+    let endpoint = format!("host={}", e.host());
+    let o = with_config(&["context", "create", "eng", "--docker", &endpoint]);
+    assert_eq!(stdout(&o), "eng\n", "{}", stderr(&o));
+    let o = with_config(&["context", "use", "eng"]);
+    assert_eq!(stdout(&o), "eng\n");
+    assert_eq!(stderr(&o), "Current context is now \"eng\"\n");
+    // berth follows the current context; so does docker, from the same files.
+    let o = with_config(&["images", "--format", "{{.Repository}}"]);
+    assert_eq!(stdout(&o), "busybox\n", "{}", stderr(&o));
+    let d = Command::new("docker")
+        .env("DOCKER_CONFIG", config.path())
+        .env_remove("DOCKER_HOST")
+        .args([
+            "context",
+            "inspect",
+            "--format",
+            "{{.Endpoints.docker.Host}}",
+            "eng",
+        ])
+        .output()
+        .expect("docker");
+    assert_eq!(stdout(&d).trim(), e.host());
+    let b = with_config(&["context", "inspect", "eng"]);
+    let d = Command::new("docker")
+        .env("DOCKER_CONFIG", config.path())
+        .env_remove("DOCKER_HOST")
+        .args(["context", "inspect", "eng"])
+        .output()
+        .expect("docker");
+    assert_eq!(stdout(&b), stdout(&d));
+    let o = with_config(&["--context", "default", "-H", &e.host(), "ps", "-q"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = with_config(&["--context", "nope", "ps"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(stderr(&o), "context \"nope\" does not exist\n");
+    let o = with_config(&["context", "rm", "-f", "eng"]);
+    assert_eq!(stdout(&o), "eng\n");
+    assert_eq!(stdout(&with_config(&["context", "show"])), "default\n");
+}

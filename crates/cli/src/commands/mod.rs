@@ -3,6 +3,7 @@
 //! environment files.
 
 pub mod container;
+pub mod context;
 pub mod image;
 pub mod run;
 pub mod system;

@@ -22,6 +22,17 @@ pub fn indent_json(v: &Value) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// JSON indented with tabs, as Docker writes config.json.
+pub fn indent_json_tabs(v: &Value) -> String {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    if v.serialize(&mut ser).is_err() {
+        return v.to_string();
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn inspect_one(c: &mut Client, name: &str, kind: Option<&str>, size: bool) -> Result<Value> {
     let n = encode(name);
     let container = |c: &mut Client| {
