@@ -496,7 +496,7 @@ pub fn diff(c: &mut Client, a: NameArg) -> Result<()> {
 pub fn commit(c: &mut Client, a: CommitArgs) -> Result<()> {
     let mut q: Vec<(&str, String)> = vec![("container", a.container.clone())];
     if let Some(r) = &a.reference {
-        let (repo, tag) = split_reference(r);
+        let (repo, tag) = super::image::normalized(r);
         q.push(("repo", repo));
         if let Some(t) = tag {
             q.push(("tag", t));
@@ -508,11 +508,13 @@ pub fn commit(c: &mut Client, a: CommitArgs) -> Result<()> {
     if let Some(au) = &a.author {
         q.push(("author", au.clone()));
     }
-    q.push(("pause", if a.pause { "1" } else { "0" }.into()));
+    if !a.pause {
+        q.push(("pause", "0".into()));
+    }
     for ch in &a.change {
         q.push(("changes", ch.clone()));
     }
-    let v = c.post_json(&format!("/commit{}", query(&q)), Some(&json!({})))?;
+    let v = c.post_json(&format!("/commit{}", query(&q)), None)?;
     println!("{}", str_field(&v, "Id"));
     Ok(())
 }

@@ -152,6 +152,15 @@ pub fn full_reference(name: &str) -> String {
     }
 }
 
+/// A reference split as the Engine API wants it: the normalized name
+/// (`docker.io/library/busybox`) and the tag, if one was given.
+pub fn normalized(name: &str) -> (String, Option<String>) {
+    let (repo, tag) = split_reference(name);
+    let full = full_reference(&repo);
+    let base = full.strip_suffix(":latest").unwrap_or(&full).to_string();
+    (base, tag)
+}
+
 /// Prints a stream of Docker JSON messages as Docker's jsonmessage does: on a
 /// terminal, one line per layer ID redrawn in place; otherwise one line per status,
 /// without progress bars.
@@ -227,7 +236,7 @@ pub fn display_stream(resp: impl Read, out: &mut dyn Write, tty: bool) -> Result
 /// Pulls an image, progress to stderr (`run`) or stdout (`pull`).
 pub fn pull_image(c: &mut Client, name: &str, to_stderr: bool, quiet: bool) -> Result<()> {
     let full = full_reference(name);
-    let (repo, tag) = split_reference(name);
+    let (repo, tag) = normalized(name);
     let mut q = vec![("fromImage", repo)];
     q.push(("tag", tag.unwrap_or_else(|| "latest".into())));
     let resp = c.send(
@@ -253,6 +262,10 @@ pub fn pull_image(c: &mut Client, name: &str, to_stderr: bool, quiet: bool) -> R
 }
 
 pub fn pull(c: &mut Client, a: PullArgs) -> Result<()> {
+    let last = a.name.rsplit('/').next().unwrap_or(&a.name);
+    if !a.quiet && !last.contains(':') && !a.name.contains('@') {
+        println!("Using default tag: latest");
+    }
     pull_image(c, &a.name, false, a.quiet)
 }
 
@@ -279,7 +292,7 @@ pub fn push(c: &mut Client, a: PullArgs) -> Result<()> {
 }
 
 pub fn tag(c: &mut Client, a: TagArgs) -> Result<()> {
-    let (repo, tag) = split_reference(&a.target);
+    let (repo, tag) = normalized(&a.target);
     let mut q = vec![("repo", repo)];
     q.push(("tag", tag.unwrap_or_else(|| "latest".into())));
     c.call(

@@ -1,0 +1,334 @@
+//! Commands whose endpoints berthd does not serve yet (pull, events, diff, commit,
+//! save, load, export, stats), checked against a scripted Engine API on a unix
+//! socket: the real `docker` CLI and berth talk to the same fake, and must print
+//! the same thing. The fake answers as the Engine API reference shapes them.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::{code, stderr, stdout};
+
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+fn json(body: &str) -> Answer {
+    Answer {
+        status: 200,
+        content_type: "application/json",
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// What the fake received: method, path without the version prefix, query, body.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Vec<u8>,
+}
+
+struct Fake {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Fake {
+    fn start(routes: Vec<(&'static str, &'static str, Answer)>) -> Fake {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("fake.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let routes: Arc<HashMap<(String, String), Answer>> = Arc::new(
+            routes
+                .into_iter()
+                .map(|(m, p, a)| ((m.to_string(), p.to_string()), a))
+                .collect(),
+        );
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let routes = routes.clone();
+                let log = log.clone();
+                std::thread::spawn(move || serve(conn, &routes, &log));
+            }
+        });
+        Fake {
+            _dir: dir,
+            socket,
+            seen,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("-H")
+            .arg(self.host())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("berth")
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        let config = self._dir.path().join("docker-config");
+        Command::new("docker")
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker")
+    }
+
+    fn seen(&self, method: &str, path: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|x| x.method == method && x.path == path)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn read_request(r: &mut BufReader<UnixStream>) -> Option<Seen> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let mut body = Vec::new();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0u8; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = headers.get("content-length").and_then(|v| v.parse().ok()) {
+        body = vec![0u8; n];
+        r.read_exact(&mut body).ok()?;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    // "/v1.50/images/json" → "/images/json"
+    let path = match path.strip_prefix("/v") {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest
+            .find('/')
+            .map(|i| rest[i..].to_string())
+            .unwrap_or_default(),
+        _ => path.to_string(),
+    };
+    Some(Seen {
+        method,
+        path,
+        query: query.to_string(),
+        body,
+    })
+}
+
+fn serve(conn: UnixStream, routes: &HashMap<(String, String), Answer>, log: &Mutex<Vec<Seen>>) {
+    let Ok(mut w) = conn.try_clone() else { return };
+    let mut r = BufReader::new(conn);
+    while let Some(req) = read_request(&mut r) {
+        let answer = if req.path == "/_ping" {
+            Answer {
+                status: 200,
+                content_type: "text/plain",
+                body: if req.method == "HEAD" {
+                    Vec::new()
+                } else {
+                    b"OK".to_vec()
+                },
+            }
+        } else {
+            routes
+                .get(&(req.method.clone(), req.path.clone()))
+                .cloned()
+                .unwrap_or(Answer {
+                    status: 404,
+                    content_type: "application/json",
+                    body: format!("{{\"message\":\"page not found: {}\"}}", req.path).into_bytes(),
+                })
+        };
+        if let Ok(mut l) = log.lock() {
+            l.push(req);
+        }
+        let head = format!(
+            "HTTP/1.1 {} X\r\nApi-Version: 1.50\r\nDocker-Experimental: false\r\nOstype: linux\r\nServer: fake\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+            answer.status,
+            answer.content_type,
+            answer.body.len()
+        );
+        if w.write_all(head.as_bytes()).is_err() || w.write_all(&answer.body).is_err() {
+            return;
+        }
+    }
+}
+
+fn same(fake: &Fake, args: &[&str]) {
+    let b = fake.berth(args);
+    let d = fake.docker(args);
+    assert_eq!(
+        (stdout(&b), stderr(&b).replace("berth", "docker"), code(&b)),
+        (stdout(&d), stderr(&d), code(&d)),
+        "{args:?}"
+    );
+}
+
+const PULL: &str = r#"{"status":"Pulling from library/busybox","id":"latest"}
+{"status":"Pulling fs layer","progressDetail":{},"id":"9ad63333ebc9"}
+{"status":"Downloading","progressDetail":{"current":1024,"total":2048},"progress":"[=========================>                         ]  1.024kB/2.048kB","id":"9ad63333ebc9"}
+{"status":"Download complete","progressDetail":{},"id":"9ad63333ebc9"}
+{"status":"Extracting","progressDetail":{"current":2048,"total":2048},"progress":"[==================================================>]  2.048kB/2.048kB","id":"9ad63333ebc9"}
+{"status":"Pull complete","progressDetail":{},"id":"9ad63333ebc9"}
+{"status":"Digest: sha256:ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12"}
+{"status":"Status: Downloaded newer image for busybox:latest"}
+"#;
+
+const EVENTS: &str = r#"{"status":"start","id":"0123456789ab0123456789ab0123456789ab0123456789ab0123456789ab0123","from":"busybox","Type":"container","Action":"start","Actor":{"ID":"0123456789ab0123456789ab0123456789ab0123456789ab0123456789ab0123","Attributes":{"image":"busybox","name":"web"}},"scope":"local","time":1764622800,"timeNano":1764622800123456789}
+{"Type":"image","Action":"tag","Actor":{"ID":"sha256:ff","Attributes":{"name":"busybox:2"}},"scope":"local","time":1764622801,"timeNano":1764622801000000001}
+"#;
+
+#[test]
+fn pull_events_diff_commit_match_docker_on_a_scripted_daemon() {
+    let fake = Fake::start(vec![
+        ("POST", "/images/create", json(PULL)),
+        ("GET", "/events", json(EVENTS)),
+        (
+            "GET",
+            "/containers/web/changes",
+            json(
+                r#"[{"Path":"/tmp","Kind":0},{"Path":"/tmp/new","Kind":1},{"Path":"/etc/gone","Kind":2}]"#,
+            ),
+        ),
+        (
+            "POST",
+            "/commit",
+            json(
+                r#"{"Id":"sha256:4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e4f5e"}"#,
+            ),
+        ),
+        (
+            "POST",
+            "/images/load",
+            json("{\"stream\":\"Loaded image: busybox:latest\\n\"}\n"),
+        ),
+    ]);
+    same(&fake, &["pull", "busybox"]);
+    same(&fake, &["pull", "-q", "busybox"]);
+    let pulls = fake.seen("POST", "/images/create");
+    assert!(
+        pulls.iter().all(|p| p.query.contains("tag=latest")),
+        "{pulls:?}"
+    );
+    same(
+        &fake,
+        &["events", "--since", "1764622800", "--until", "1764622802"],
+    );
+    same(
+        &fake,
+        &[
+            "events",
+            "--since",
+            "1764622800",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ],
+    );
+    same(&fake, &["diff", "web"]);
+    same(
+        &fake,
+        &["commit", "-m", "msg", "-a", "me", "web", "saved:1"],
+    );
+    let commits = fake.seen("POST", "/commit");
+    assert!(commits.iter().all(|c| c.query.contains("container=web")
+        && c.query.contains("repo=docker.io%2Flibrary%2Fsaved")
+        && c.query.contains("tag=1")
+        && c.query.contains("comment=msg")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tar = dir.path().join("in.tar");
+    std::fs::write(&tar, vec![7u8; 300_000]).expect("write tar");
+    same(&fake, &["load", "-i", tar.to_str().expect("utf-8")]);
+    // Every load carried the whole file, whichever way it was framed.
+    for l in fake.seen("POST", "/images/load") {
+        assert_eq!(l.body.len(), 300_000);
+    }
+}
+
+#[test]
+fn save_and_export_write_what_the_daemon_sends() {
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let leaked: &'static [u8] = Box::leak(payload.clone().into_boxed_slice());
+    let tar = |body: &'static [u8]| Answer {
+        status: 200,
+        content_type: "application/x-tar",
+        body: body.to_vec(),
+    };
+    let fake = Fake::start(vec![
+        ("GET", "/images/get", tar(leaked)),
+        ("GET", "/containers/web/export", tar(leaked)),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("saved.tar");
+    let o = fake.berth(&[
+        "save",
+        "-o",
+        saved.to_str().expect("utf-8"),
+        "busybox",
+        "other:1",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read(&saved).expect("saved"), payload);
+    let names: Vec<String> = fake
+        .seen("GET", "/images/get")
+        .iter()
+        .map(|s| s.query.clone())
+        .collect();
+    assert_eq!(names, vec!["names=busybox&names=other%3A1".to_string()]);
+    let exported = dir.path().join("web.tar");
+    let o = fake.berth(&["export", "-o", exported.to_str().expect("utf-8"), "web"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read(&exported).expect("exported"), payload);
+    let o = fake.berth(&["export", "web"]);
+    assert_eq!(o.stdout, payload);
+}
