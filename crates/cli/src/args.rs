@@ -100,6 +100,10 @@ pub enum Command {
     Events(EventsArgs),
     /// Display system-wide information
     Info(FormatArg),
+    /// Authenticate to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
     /// Show the Docker version information
     Version(FormatArg),
     /// Manage containers
@@ -752,6 +756,25 @@ pub struct EventsArgs {
     pub since: Option<String>,
     #[arg(long)]
     pub until: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password or Personal Access Token (PAT)
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    /// Take the Password or Personal Access Token (PAT) from stdin
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    pub server: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    pub server: Option<String>,
 }
 
 #[derive(Args, Debug)]

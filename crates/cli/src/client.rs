@@ -65,6 +65,8 @@ pub struct Client {
     socket: PathBuf,
     /// `/v1.NN`, decided on the first request.
     prefix: Option<String>,
+    /// The Docker config directory (credentials for pull and push).
+    pub config_dir: PathBuf,
 }
 
 impl Client {
@@ -82,6 +84,7 @@ impl Client {
             host: host.to_string(),
             socket,
             prefix: None,
+            config_dir: PathBuf::new(),
         })
     }
 

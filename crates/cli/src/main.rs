@@ -1,6 +1,7 @@
 //! berth: Docker's command line, as a client of the Engine API on a unix socket.
 
 mod args;
+mod auth;
 mod client;
 mod commands;
 mod context;
@@ -36,7 +37,10 @@ fn main() -> ExitCode {
         }
     };
     let (is_run, name) = command_name(&cli.command);
-    let result = Client::new(&host).and_then(|mut client| dispatch(&mut client, cli.command));
+    let result = Client::new(&host).and_then(|mut client| {
+        client.config_dir = store.dir.clone();
+        dispatch(&mut client, cli.command)
+    });
     finish(result, is_run, name)
 }
 
@@ -112,6 +116,8 @@ fn dispatch(c: &mut Client, command: Command) -> client::Result<()> {
         Command::Commit(a) => ct::commit(c, a),
         Command::Update(a) => ct::update(c, a),
         Command::Events(a) => sys::events(c, a),
+        Command::Login(a) => sys::login(c, a),
+        Command::Logout(a) => sys::logout(c, a),
         Command::Info(a) => sys::info(c, a),
         Command::Version(a) => sys::version(c, a),
         Command::Container { command } => match command {

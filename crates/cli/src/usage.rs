@@ -51,6 +51,8 @@ fn table(path: &str) -> (&'static str, Arity) {
             "diff" => ("CONTAINER", Exact(1)),
             "commit" => ("[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", Range(1, 2)),
             "load" | "events" | "info" | "version" | "prune" | "df" => ("[OPTIONS]", None),
+            "login" => ("[OPTIONS] [SERVER]", Max(1)),
+            "logout" => ("[SERVER]", Max(1)),
             _ => ("[OPTIONS]", Any),
         },
     }

@@ -35,6 +35,7 @@ struct Seen {
     method: String,
     path: String,
     query: String,
+    headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
@@ -86,14 +87,29 @@ impl Fake {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        let config = self._dir.path().join("docker-config");
-        Command::new("docker")
-            .env("DOCKER_HOST", self.host())
-            .env("DOCKER_CONFIG", config)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("docker")
+        self.docker_in(args, &self._dir.path().join("docker-config"), b"")
+    }
+
+    /// docker with its config in `config` and `input` on stdin.
+    fn docker_in(&self, args: &[&str], config: &std::path::Path, input: &[u8]) -> Output {
+        run_with_input(
+            Command::new("docker")
+                .env("DOCKER_HOST", self.host())
+                .env("DOCKER_CONFIG", config)
+                .args(args),
+            input,
+        )
+    }
+
+    fn berth_in(&self, args: &[&str], config: &std::path::Path, input: &[u8]) -> Output {
+        run_with_input(
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .env("DOCKER_CONFIG", config)
+                .arg("-H")
+                .arg(self.host())
+                .args(args),
+            input,
+        )
     }
 
     fn seen(&self, method: &str, path: &str) -> Vec<Seen> {
@@ -107,6 +123,19 @@ impl Fake {
             })
             .unwrap_or_default()
     }
+}
+
+fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut s) = child.stdin.take() {
+        s.write_all(input).expect("stdin");
+    }
+    child.wait_with_output().expect("output")
 }
 
 fn read_request(r: &mut BufReader<UnixStream>) -> Option<Seen> {
@@ -162,6 +191,7 @@ fn read_request(r: &mut BufReader<UnixStream>) -> Option<Seen> {
         method,
         path,
         query: query.to_string(),
+        headers,
         body,
     })
 }
@@ -331,4 +361,65 @@ fn save_and_export_write_what_the_daemon_sends() {
     assert_eq!(std::fs::read(&exported).expect("exported"), payload);
     let o = fake.berth(&["export", "web"]);
     assert_eq!(o.stdout, payload);
+}
+
+#[test]
+fn login_stores_credentials_as_docker_does_and_pull_sends_them() {
+    let fake = Fake::start(vec![
+        (
+            "POST",
+            "/auth",
+            json(r#"{"Status":"Login Succeeded","IdentityToken":""}"#),
+        ),
+        ("POST", "/images/create", json(PULL)),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bcfg, dcfg) = (dir.path().join("berth"), dir.path().join("docker"));
+    let args = ["login", "-u", "me", "--password-stdin", "reg.example:5000"];
+    let b = fake.berth_in(&args, &bcfg, b"secret\n");
+    let d = fake.docker_in(&args, &dcfg, b"secret\n");
+    assert_eq!(stdout(&b), stdout(&d), "{}", stderr(&b));
+    assert_eq!(code(&b), code(&d));
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p.join("config.json")).expect("config.json"))
+            .expect("json")
+    };
+    assert_eq!(read(&bcfg)["auths"], read(&dcfg)["auths"]);
+    for seen in fake.seen("POST", "/auth") {
+        let v: serde_json::Value = serde_json::from_slice(&seen.body).expect("auth body");
+        assert_eq!(v["username"], "me");
+        assert_eq!(v["password"], "secret");
+        assert_eq!(v["serveraddress"], "reg.example:5000");
+    }
+    let b = fake.berth_in(&["pull", "-q", "reg.example:5000/app:1"], &bcfg, b"");
+    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    let pulls = fake.seen("POST", "/images/create");
+    let header = pulls
+        .last()
+        .and_then(|p| p.headers.get("x-registry-auth").cloned())
+        .expect("X-Registry-Auth");
+    assert!(pulls
+        .last()
+        .is_some_and(|p| p.query.contains("fromImage=reg.example%3A5000%2Fapp")));
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            if let Some(mut i) = c.stdin.take() {
+                let std = header.replace('-', "+").replace('_', "/");
+                i.write_all(std.as_bytes())?;
+            }
+            c.wait_with_output()
+        })
+        .expect("base64 -d");
+    assert_eq!(
+        stdout(&decoded),
+        r#"{"username":"me","password":"secret","serveraddress":"reg.example:5000"}"#
+    );
+    let b = fake.berth_in(&["logout", "reg.example:5000"], &bcfg, b"");
+    let d = fake.docker_in(&["logout", "reg.example:5000"], &dcfg, b"");
+    assert_eq!(stdout(&b), stdout(&d));
+    assert_eq!(read(&bcfg)["auths"], read(&dcfg)["auths"]);
 }

@@ -406,15 +406,23 @@ pub fn stats(c: &mut Client, a: StatsArgs) -> Result<()> {
     let format = a.format.clone().unwrap_or_else(|| {
         "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}".into()
     });
-    let mut rows = Vec::new();
-    for n in &names {
-        let s = c.get_json(&format!(
-            "/containers/{}/stats?stream=0&one-shot=1",
-            encode(n)
-        ))?;
-        rows.push(stats_row(&s, n, !a.no_trunc));
+    loop {
+        let mut rows = Vec::new();
+        for n in &names {
+            let s = c.get_json(&format!(
+                "/containers/{}/stats?stream=0&one-shot=1",
+                encode(n)
+            ))?;
+            rows.push(stats_row(&s, n, !a.no_trunc));
+        }
+        let table = render(&format, &header, &rows)?;
+        if a.no_stream {
+            return print(&table);
+        }
+        // Live: redraw in place, as docker does, until interrupted.
+        print(&format!("\x1b[2J\x1b[H{table}"))?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    print(&render(&format, &header, &rows)?)
 }
 
 fn stats_row(s: &Value, given: &str, trunc: bool) -> Value {

@@ -239,10 +239,11 @@ pub fn pull_image(c: &mut Client, name: &str, to_stderr: bool, quiet: bool) -> R
     let (repo, tag) = normalized(name);
     let mut q = vec![("fromImage", repo)];
     q.push(("tag", tag.unwrap_or_else(|| "latest".into())));
+    let auth = registry_auth(c, name);
     let resp = c.send(
         "POST",
         &format!("/images/create{}", query(&q)),
-        &[("X-Registry-Auth", "e30=")],
+        &[("X-Registry-Auth", &auth)],
         Body::Empty,
     )?;
     if quiet {
@@ -261,6 +262,14 @@ pub fn pull_image(c: &mut Client, name: &str, to_stderr: bool, quiet: bool) -> R
     Ok(())
 }
 
+/// The stored credentials for the reference's registry, as `X-Registry-Auth`.
+fn registry_auth(c: &Client, reference: &str) -> String {
+    let store = crate::context::Store {
+        dir: c.config_dir.clone(),
+    };
+    crate::auth::registry_header(&store, reference)
+}
+
 pub fn pull(c: &mut Client, a: PullArgs) -> Result<()> {
     let last = a.name.rsplit('/').next().unwrap_or(&a.name);
     if !a.quiet && !last.contains(':') && !a.name.contains('@') {
@@ -275,10 +284,11 @@ pub fn push(c: &mut Client, a: PullArgs) -> Result<()> {
         Some(t) => query(&[("tag", t)]),
         None => String::new(),
     };
+    let auth = registry_auth(c, &a.name);
     let resp = c.send(
         "POST",
         &format!("/images/{}/push{q}", repo),
-        &[("X-Registry-Auth", "e30=")],
+        &[("X-Registry-Auth", &auth)],
         Body::Empty,
     )?;
     let tty = io::stdout().is_terminal();

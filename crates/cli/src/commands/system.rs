@@ -657,3 +657,64 @@ mod tests {
         );
     }
 }
+
+fn config_store(c: &Client) -> crate::context::Store {
+    crate::context::Store {
+        dir: c.config_dir.clone(),
+    }
+}
+
+pub fn login(c: &mut Client, a: LoginArgs) -> Result<()> {
+    use crate::auth::{store_credentials, DEFAULT_SERVER};
+    let server = a
+        .server
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    let password = if a.password_stdin {
+        if a.password.is_some() {
+            return Err(CliError::other(
+                "--password and --password-stdin are mutually exclusive",
+            ));
+        }
+        let mut p = String::new();
+        io::stdin().read_line(&mut p)?;
+        p.trim_end_matches(['\n', '\r']).to_string()
+    } else if let Some(p) = &a.password {
+        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        p.clone()
+    } else {
+        return Err(CliError::other(
+            "Error: Cannot perform an interactive login from a non TTY device; use --username and --password-stdin",
+        ));
+    };
+    let user = a
+        .username
+        .clone()
+        .ok_or_else(|| CliError::other("Error: Username is required"))?;
+    let body = json!({"username": user, "password": password, "serveraddress": server});
+    let v = c.post_json("/auth", Some(&body))?;
+    store_credentials(&config_store(c), &server, &user, &password)?;
+    let status = str_field(&v, "Status");
+    println!(
+        "{}",
+        if status.is_empty() {
+            "Login Succeeded"
+        } else {
+            status
+        }
+    );
+    Ok(())
+}
+
+pub fn logout(c: &mut Client, a: LogoutArgs) -> Result<()> {
+    let server = a
+        .server
+        .clone()
+        .unwrap_or_else(|| crate::auth::DEFAULT_SERVER.to_string());
+    if crate::auth::remove_credentials(&config_store(c), &server)? {
+        println!("Removing login credentials for {server}");
+    } else {
+        println!("Not logged in to {server}");
+    }
+    Ok(())
+}
