@@ -626,38 +626,6 @@ pub fn df(c: &mut Client, a: DfArgs) -> Result<()> {
     print(&render(&format, &header, &rows)?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_version_block() {
-        let sv = json!({"Platform": {"Name": "berth"}, "Components": [{"Name": "Engine", "Version": "0.1.0",
-            "Details": {"ApiVersion": "1.50", "MinAPIVersion": "1.24", "GoVersion": "n/a", "GitCommit": "x",
-            "BuildTime": "now", "Os": "linux", "Arch": "amd64", "Experimental": "false"}}]});
-        let t = tabwrite_with(&server_version_text(&sv), 20, 1);
-        assert!(t.contains("\nServer: berth\n Engine:\n  Version:          0.1.0\n  API version:      1.50 (minimum version 1.24)\n"), "{t}");
-    }
-
-    #[test]
-    fn event_lines() {
-        let ev = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc",
-            "Attributes": {"name": "x", "image": "busybox"}}, "timeNano": 1_000_000_001i64});
-        assert_eq!(
-            event_line(&ev),
-            "1970-01-01T00:00:01.000000001Z container start abc (image=busybox, name=x)"
-        );
-    }
-
-    #[test]
-    fn inspect_indent() {
-        assert_eq!(
-            indent_json(&json!([{"A": []}])),
-            "[\n    {\n        \"A\": []\n    }\n]"
-        );
-    }
-}
-
 fn config_store(c: &Client) -> crate::context::Store {
     crate::context::Store {
         dir: c.config_dir.clone(),
@@ -717,4 +685,36 @@ pub fn logout(c: &mut Client, a: LogoutArgs) -> Result<()> {
         println!("Not logged in to {server}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_version_block() {
+        let sv = json!({"Platform": {"Name": "berth"}, "Components": [{"Name": "Engine", "Version": "0.1.0",
+            "Details": {"ApiVersion": "1.50", "MinAPIVersion": "1.24", "GoVersion": "n/a", "GitCommit": "x",
+            "BuildTime": "now", "Os": "linux", "Arch": "amd64", "Experimental": "false"}}]});
+        let t = tabwrite_with(&server_version_text(&sv), 20, 1);
+        assert!(t.contains("\nServer: berth\n Engine:\n  Version:          0.1.0\n  API version:      1.50 (minimum version 1.24)\n"), "{t}");
+    }
+
+    #[test]
+    fn event_lines() {
+        let ev = json!({"Type": "container", "Action": "start", "Actor": {"ID": "abc",
+            "Attributes": {"name": "x", "image": "busybox"}}, "timeNano": 1_000_000_001i64});
+        assert_eq!(
+            event_line(&ev),
+            "1970-01-01T00:00:01.000000001Z container start abc (image=busybox, name=x)"
+        );
+    }
+
+    #[test]
+    fn inspect_indent() {
+        assert_eq!(
+            indent_json(&json!([{"A": []}])),
+            "[\n    {\n        \"A\": []\n    }\n]"
+        );
+    }
 }
