@@ -116,6 +116,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Generate the autocompletion script for the specified shell
+    Completion(CompletionArgs),
     /// Manage contexts
     Context {
         #[command(subcommand)]
@@ -756,6 +758,12 @@ pub struct EventsArgs {
     pub since: Option<String>,
     #[arg(long)]
     pub until: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// bash, zsh, fish or powershell
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]

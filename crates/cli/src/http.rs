@@ -6,7 +6,7 @@
 //! bodies read as a stream, request bodies streamed from any reader (chunked), and the
 //! connection upgrade ("hijack") that attach and exec use for a raw duplex stream.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -41,6 +41,34 @@ pub struct Upgraded {
     pub writer: UnixStream,
 }
 
+/// Writes all of `buf` to a socket without raising SIGPIPE: berth lets SIGPIPE kill
+/// it when its stdout is closed (as Go programs do), but a daemon that hangs up must
+/// be an error, not a silent death.
+pub fn send_all(stream: &UnixStream, mut buf: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !buf.is_empty() {
+        // SAFETY: the pointer and length describe the live slice `buf`; the fd is
+        // owned by `stream`, which outlives the call.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
@@ -54,7 +82,7 @@ pub fn request(
     body: Body<'_>,
 ) -> io::Result<Response> {
     let stream = UnixStream::connect(socket)?;
-    let mut writer = stream.try_clone()?;
+    let writer = stream.try_clone()?;
     let mut head = format!(
         "{method} {target} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: berth-cli\r\n"
     );
@@ -81,21 +109,21 @@ pub fn request(
     }
     head.push_str("\r\n");
     match body {
-        Body::Empty => writer.write_all(head.as_bytes())?,
+        Body::Empty => send_all(&writer, head.as_bytes())?,
         Body::Bytes(b, _) => {
             let mut all = head.into_bytes();
             all.extend_from_slice(b);
-            writer.write_all(&all)?;
+            send_all(&writer, &all)?;
         }
         Body::Stream(reader, _) => {
-            writer.write_all(head.as_bytes())?;
-            send_chunked(reader, &mut writer)?;
+            send_all(&writer, head.as_bytes())?;
+            send_chunked(reader, &writer)?;
         }
     }
     read_response(stream, method == "HEAD")
 }
 
-fn send_chunked(reader: &mut dyn Read, writer: &mut UnixStream) -> io::Result<()> {
+fn send_chunked(reader: &mut dyn Read, writer: &UnixStream) -> io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match reader.read(&mut buf) {
@@ -107,9 +135,9 @@ fn send_chunked(reader: &mut dyn Read, writer: &mut UnixStream) -> io::Result<()
         let mut chunk = format!("{n:x}\r\n").into_bytes();
         chunk.extend_from_slice(&buf[..n]);
         chunk.extend_from_slice(b"\r\n");
-        writer.write_all(&chunk)?;
+        send_all(writer, &chunk)?;
     }
-    writer.write_all(b"0\r\n\r\n")
+    send_all(writer, b"0\r\n\r\n")
 }
 
 fn read_line(conn: &mut BufReader<UnixStream>) -> io::Result<String> {
@@ -333,6 +361,7 @@ pub fn query(pairs: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::net::UnixListener;
 
     fn serve_once(answer: &'static [u8]) -> (tempfile::TempDir, std::path::PathBuf) {

@@ -21,10 +21,20 @@ use args::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use client::{CliError, Client};
 
 fn main() -> ExitCode {
+    // A closed stdout (`berth ps | head -1`) ends berth quietly, as it ends docker.
+    // SAFETY: restoring the default disposition of one signal; no handler involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
+    if let Command::Completion(a) = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(a.shell, &mut cmd, "berth", &mut script);
+        let _ = std::io::stdout().write_all(&script);
+        return ExitCode::SUCCESS;
+    }
     let store = context::Store::new(cli.config.as_deref());
     if let Command::Context { command } = cli.command {
         return finish(commands::context::run(&store, command), false, "");
@@ -159,8 +169,8 @@ fn dispatch(c: &mut Client, command: Command) -> client::Result<()> {
             ImageCommand::Inspect(a) => sys::inspect(c, a, Some("image")),
             ImageCommand::Prune(a) => im::prune(c, a),
         },
-        // Contexts need no daemon: main handles them before connecting.
-        Command::Context { .. } => Ok(()),
+        // Contexts and completion need no daemon: main handles them before connecting.
+        Command::Context { .. } | Command::Completion(_) => Ok(()),
         Command::System { command } => match command {
             SystemCommand::Df(a) => sys::df(c, a),
             SystemCommand::Info(a) => sys::info(c, a),

@@ -52,6 +52,7 @@ fn table(path: &str) -> (&'static str, Arity) {
             "commit" => ("[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", Range(1, 2)),
             "load" | "events" | "info" | "version" | "prune" | "df" => ("[OPTIONS]", None),
             "login" => ("[OPTIONS] [SERVER]", Max(1)),
+            "completion" => ("[bash|zsh|fish|powershell]", Exact(1)),
             "logout" => ("[SERVER]", Max(1)),
             _ => ("[OPTIONS]", Any),
         },

@@ -1,7 +1,7 @@
 //! run, create, start, exec, attach: the commands that make containers and wire
 //! the terminal to them.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -507,7 +507,7 @@ fn pump_stdin(
             Err(e) => return Err(e),
         };
         if keys.is_empty() {
-            w.write_all(&buf[..n])?;
+            crate::http::send_all(w, &buf[..n])?;
             continue;
         }
         let mut out = Vec::with_capacity(n);
@@ -529,7 +529,7 @@ fn pump_stdin(
                 }
             }
         }
-        w.write_all(&out)?;
+        crate::http::send_all(w, &out)?;
     }
     w.shutdown(Shutdown::Write)
 }
