@@ -28,6 +28,48 @@ impl From<EngineError> for ApiError {
 }
 
 /// Run a blocking engine call off the async threads.
+/// `since`/`until` of a logs request in nanoseconds (the CLI sends Unix seconds with
+/// a fraction; 0 means unset).
+fn log_bound(req: &Request, key: &str) -> Result<Option<i128>, ApiError> {
+    let Some(v) = req.query.get(key).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let (secs, frac) = v.split_once('.').unwrap_or((v.as_str(), ""));
+    let secs: i128 = secs
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos: i128 = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}")
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))?
+    };
+    let total = secs * 1_000_000_000 + nanos;
+    Ok((total != 0).then_some(total))
+}
+
+/// An RFC 3339 time with its fraction, in nanoseconds since the epoch.
+fn rfc3339_nanos(t: &str) -> Option<i128> {
+    let secs = berth_engine::container::parse_rfc3339_secs(t)? as i128;
+    let frac = t
+        .split_once('.')
+        .map(|(_, f)| {
+            f.chars()
+                .take_while(|c| c.is_ascii_digit())
+                .take(9)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse::<i128>().ok()?
+    };
+    Some(secs * 1_000_000_000 + nanos)
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -54,6 +96,7 @@ pub async fn handle(
     match (m, parts) {
         ("POST", ["create"]) => create(engine, req).await,
         ("GET", ["json"]) => list(engine, req).await,
+        ("POST", ["prune"]) => prune(engine, req).await,
         ("GET", [id, "json"]) => {
             let (e, id) = (engine.clone(), id.to_string());
             let c = blocking(move || e.get(&id)).await?;
@@ -139,6 +182,18 @@ pub async fn handle(
         ("GET", [id, "logs"]) => logs(engine, req, id).await,
         ("POST", [id, "attach"]) => attach(engine, req, id).await,
         ("POST", [id, "exec"]) => crate::exec::create(engine, req, id).await,
+        ("POST", [id, "resize"]) => {
+            let dim = |k: &str| -> Result<u16, ApiError> {
+                req.query
+                    .get(k)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
+            };
+            let (h, w) = (dim("h")?, dim("w")?);
+            let (e, id) = (engine.clone(), id.to_string());
+            blocking(move || e.resize(&id, h, w)).await?;
+            Ok(Response::Empty(200))
+        }
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /containers/{}",
             m,
@@ -157,7 +212,7 @@ async fn create(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiErro
     Ok(Response::Json(201, json!({"Id": c.id, "Warnings": []})))
 }
 
-fn list_entry(c: &Container, now: i64) -> Value {
+pub(crate) fn list_entry(c: &Container, now: i64) -> Value {
     let command = std::iter::once(c.path.clone())
         .chain(c.args.iter().map(|a| {
             if a.contains(' ') {
@@ -192,21 +247,227 @@ async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError>
         .get("limit")
         .and_then(|l| l.parse::<i64>().ok())
         .unwrap_or(-1);
+    let filters = crate::images::parse_filters(req)?;
+    for (k, _) in &filters {
+        if !LIST_FILTERS.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+    }
     let e = engine.clone();
     let containers = blocking(move || e.list()).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let mut out: Vec<Value> = containers
-        .iter()
-        .filter(|c| all || limit > 0 || c.state.running)
-        .map(|c| list_entry(c, now))
-        .collect();
+    // A status filter shows stopped containers without --all, as in Docker.
+    let any_status = filters.iter().any(|(k, _)| k == "status" || k == "exited");
+    let mut out: Vec<Value> = Vec::new();
+    for c in &containers {
+        if !(all || limit > 0 || any_status || c.state.running || c.state.restarting) {
+            continue;
+        }
+        if !matches_filters(c, &filters, &containers)? {
+            continue;
+        }
+        out.push(list_entry(c, now));
+    }
     if limit > 0 {
         out.truncate(limit as usize);
     }
     Ok(Response::Json(200, Value::Array(out)))
+}
+
+const LIST_FILTERS: &[&str] = &[
+    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "health", "volume",
+    "network", "publish", "expose", "is-task",
+];
+
+/// Docker's rule: values of one key are ORed, keys are ANDed.
+fn matches_filters(
+    c: &Container,
+    filters: &[(String, String)],
+    all: &[Container],
+) -> Result<bool, ApiError> {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    for key in keys {
+        let mut any = false;
+        for (_, v) in filters.iter().filter(|(k, _)| k == key) {
+            if matches_filter(c, key, v, all)? {
+                any = true;
+                break;
+            }
+        }
+        if !any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn created_secs(c: &Container) -> i64 {
+    berth_engine::container::parse_rfc3339_secs(&c.created).unwrap_or(0)
+}
+
+fn matches_filter(c: &Container, key: &str, v: &str, all: &[Container]) -> Result<bool, ApiError> {
+    let find = |name: &str| {
+        all.iter()
+            .find(|o| {
+                o.id == name || o.name.trim_start_matches('/') == name.trim_start_matches('/')
+            })
+            .or_else(|| all.iter().find(|o| o.id.starts_with(name)))
+            .ok_or_else(|| ApiError::not_found(format!("No such container: {name}")))
+    };
+    Ok(match key {
+        "id" => c.id.starts_with(v),
+        // A substring of the name, as Docker matches it (a regexp there).
+        "name" => {
+            let pattern = v.trim_start_matches('^').trim_start_matches('/');
+            let name = c.name.trim_start_matches('/');
+            if let Some(exact) = pattern.strip_suffix('$') {
+                name == exact
+                    || (v.starts_with('^') && name.starts_with(exact) && name.len() == exact.len())
+            } else if v.starts_with('^') {
+                name.starts_with(pattern)
+            } else {
+                name.contains(pattern)
+            }
+        }
+        "label" => match v.split_once('=') {
+            Some((k, val)) => c.config.labels.get(k).map(String::as_str) == Some(val),
+            None => c.config.labels.contains_key(v),
+        },
+        "status" => {
+            if ![
+                "created",
+                "restarting",
+                "running",
+                "removing",
+                "paused",
+                "exited",
+                "dead",
+            ]
+            .contains(&v)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'status={v}'"
+                )));
+            }
+            let status = if c.state.paused {
+                "paused"
+            } else {
+                c.state.status.as_str()
+            };
+            status == v
+        }
+        "exited" => {
+            let code: i32 = v
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid filter 'exited={v}'")))?;
+            c.state.status == "exited" && c.state.exit_code == code
+        }
+        "ancestor" => {
+            let image = c.config.image.as_str();
+            let with_latest = |s: &str| {
+                if s.rsplit('/').next().is_some_and(|last| last.contains(':')) || s.contains('@') {
+                    s.to_string()
+                } else {
+                    format!("{s}:latest")
+                }
+            };
+            image == v
+                || with_latest(image) == with_latest(v)
+                || c.image == v
+                || c.image
+                    .trim_start_matches("sha256:")
+                    .starts_with(v.trim_start_matches("sha256:"))
+        }
+        "before" => created_secs(c) < created_secs(find(v)?) && c.id != find(v)?.id,
+        "since" => created_secs(c) > created_secs(find(v)?) && c.id != find(v)?.id,
+        "health" => {
+            let status = c
+                .state
+                .health
+                .as_ref()
+                .and_then(|h| h.get("Status"))
+                .and_then(Value::as_str)
+                .unwrap_or("none");
+            status == v
+        }
+        // Features that do not exist here yet match nothing but their absence.
+        "is-task" => v == "false",
+        _ => false,
+    })
+}
+
+/// `POST /containers/prune`: removes every stopped container (filters: until, label).
+async fn prune(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError> {
+    let filters = crate::images::parse_filters(req)?;
+    let mut until = None;
+    let mut labels = Vec::new();
+    for (k, v) in filters {
+        match k.as_str() {
+            "until" => until = Some(parse_until(&v)?),
+            "label" | "label!" => labels.push((k == "label!", v)),
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
+    let e = engine.clone();
+    let deleted = blocking(move || {
+        let mut deleted = Vec::new();
+        for c in e.list()? {
+            if c.state.running || c.state.restarting || c.state.paused {
+                continue;
+            }
+            if until.is_some_and(|u| created_secs(&c) >= u) {
+                continue;
+            }
+            let label_ok = labels.iter().all(|(negate, l)| {
+                let has = match l.split_once('=') {
+                    Some((k, v)) => c.config.labels.get(k).map(String::as_str) == Some(v),
+                    None => c.config.labels.contains_key(l),
+                };
+                has != *negate
+            });
+            if !label_ok {
+                continue;
+            }
+            if e.remove(&c.id, false).is_ok() {
+                deleted.push(c.id);
+            }
+        }
+        Ok(deleted)
+    })
+    .await?;
+    Ok(Response::Json(
+        200,
+        json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// `until` as Docker takes it: a Unix time, an RFC 3339 time, or a duration ago (`10m`).
+fn parse_until(v: &str) -> Result<i64, ApiError> {
+    if let Ok(n) = v.parse::<f64>() {
+        return Ok(n as i64);
+    }
+    if let Some(t) = berth_engine::container::parse_rfc3339_secs(v) {
+        return Ok(t);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid filter 'until={v}'")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(ApiError::bad_request(format!("invalid filter 'until={v}'"))),
+    };
+    Ok(now - secs as i64)
 }
 
 /// Docker's stdcopy frame header: stream byte, three zeros, big-endian length.
@@ -244,11 +505,19 @@ async fn logs(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response,
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let engine = engine.clone();
     let id = c.id.clone();
+    let since = log_bound(req, "since")?;
+    let until = log_bound(req, "until")?;
     tokio::task::spawn_blocking(move || {
         let render = |line: &LogLine| -> Option<Vec<u8>> {
             let is_err = line.stream == "stderr";
             if (is_err && !want_err) || (!is_err && !want_out) {
                 return None;
+            }
+            if since.is_some() || until.is_some() {
+                let at = rfc3339_nanos(&line.time)?;
+                if since.is_some_and(|s| at < s) || until.is_some_and(|u| at > u) {
+                    return None;
+                }
             }
             let text = if timestamps {
                 format!("{} {}", line.time, line.log)
@@ -351,6 +620,12 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
     let id = c.id.clone();
     // Attached before start: the start holds the program until we are connected.
     let ticket = (!c.state.running).then(|| engine.expect_attach(&id));
+    engine.container_event(&c, "attach", &[]);
+    let detach = if tty && stdin {
+        Some(detach_keys(req)?)
+    } else {
+        None
+    };
     let handler: crate::server::HijackHandler = Box::new(move |mut conn| {
         Box::pin(async move {
             // Attach may come before start (docker run): wait until the shim is up.
@@ -382,7 +657,7 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
                 let _ = conn.shutdown().await;
                 return;
             };
-            splice(conn, shim).await;
+            splice(conn, shim, detach).await;
         })
     });
     let _ = tty;
@@ -396,9 +671,84 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
     })
 }
 
+/// Docker's `--detach-keys` (`ctrl-p,ctrl-q`, `a,ctrl-[`): the bytes, or an error.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        let bad = || ApiError::bad_request(format!("Invalid detach keys ({spec}) provided"));
+        match key.strip_prefix("ctrl-") {
+            Some(k) if k.len() == 1 => {
+                let c = k.as_bytes()[0].to_ascii_lowercase();
+                let code = match c {
+                    b'a'..=b'z' => c - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => return Err(bad()),
+                };
+                out.push(code);
+            }
+            None if key.len() == 1 => out.push(key.as_bytes()[0]),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+/// The detach keys of a request (`detachKeys`), ctrl-p ctrl-q by default.
+pub(crate) fn detach_keys(req: &Request) -> Result<Vec<u8>, ApiError> {
+    match req.query.get("detachKeys").filter(|k| !k.is_empty()) {
+        Some(spec) => parse_detach_keys(spec),
+        None => Ok(vec![0x10, 0x11]),
+    }
+}
+
+/// Finds a detach sequence in a stdin stream that arrives in pieces.
+struct DetachScanner {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachScanner {
+    /// The bytes to forward from `data`, and whether the sequence completed. Bytes
+    /// that may start the sequence are held until it is clear they do not.
+    fn feed(&mut self, data: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(data.len());
+        for &b in data {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                    if self.keys.len() == 1 {
+                        return (out, true);
+                    }
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
 /// Copies between a hijacked client connection and a shim stream until the shim
-/// side ends (the process is gone and its output drained).
-pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::net::UnixStream) {
+/// side ends (the process is gone and its output drained), or the client types the
+/// detach keys: then the client's connection ends, and the shim's is kept open and
+/// drained until the process ends, so that its stdin does not see an EOF.
+pub(crate) async fn splice(
+    conn: crate::server::Hijacked,
+    shim: std::os::unix::net::UnixStream,
+    detach: Option<Vec<u8>>,
+) {
     if shim.set_nonblocking(true).is_err() {
         return;
     }
@@ -407,14 +757,30 @@ pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::n
     };
     let (mut shim_read, mut shim_write) = shim.into_split();
     let (mut conn_read, mut conn_write) = tokio::io::split(conn);
+    let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut detached_tx = Some(detached_tx);
     let input = tokio::spawn(async move {
+        let mut scanner = detach
+            .filter(|k| !k.is_empty())
+            .map(|keys| DetachScanner { keys, matched: 0 });
         let mut buf = vec![0u8; 8192];
         loop {
             match conn_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if shim_write.write_all(&buf[..n]).await.is_err() {
+                    let (data, detached) = match scanner.as_mut() {
+                        Some(s) => s.feed(&buf[..n]),
+                        None => (buf[..n].to_vec(), false),
+                    };
+                    if !data.is_empty() && shim_write.write_all(&data).await.is_err() {
                         break;
+                    }
+                    if detached {
+                        if let Some(tx) = detached_tx.take() {
+                            let _ = tx.send(());
+                        }
+                        // Keep the write half (and so the process's stdin) open.
+                        std::future::pending::<()>().await;
                     }
                 }
             }
@@ -422,14 +788,33 @@ pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::n
         let _ = shim_write.shutdown().await;
     });
     let mut buf = vec![0u8; 8192];
+    // Set once the input side has ended without a detach (the sender is dropped).
+    let mut input_done = false;
     loop {
-        match shim_read.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if conn_write.write_all(&buf[..n]).await.is_err() {
-                    break;
+        tokio::select! {
+            r = &mut detached_rx, if !input_done => {
+                if r.is_err() {
+                    input_done = true;
+                    continue;
                 }
-                let _ = conn_write.flush().await;
+                let _ = conn_write.shutdown().await;
+                // Drain the shim's side until the process ends, then let go of stdin.
+                while let Ok(n) = shim_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                input.abort();
+                return;
+            }
+            r = shim_read.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if conn_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let _ = conn_write.flush().await;
+                }
             }
         }
     }
@@ -440,6 +825,24 @@ pub(crate) async fn splice(conn: crate::server::Hijacked, shim: std::os::unix::n
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_keys_parsed_and_found() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").ok(),
+            Some(vec![0x10, 0x11])
+        );
+        assert_eq!(parse_detach_keys("a,ctrl-[").ok(), Some(vec![b'a', 27]));
+        assert!(parse_detach_keys("ctrl-pp").is_err());
+        let mut s = DetachScanner {
+            keys: vec![0x10, 0x11],
+            matched: 0,
+        };
+        assert_eq!(s.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(s.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(s.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(s.feed(b"\x11rest"), (Vec::new(), true));
+    }
 
     #[test]
     fn stdcopy_frames() {

@@ -80,9 +80,14 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
                 "application/vnd.docker.multiplexed-stream"
             };
             let stream = started.stream;
+            let detach = if started.tty {
+                Some(crate::containers::detach_keys(req)?)
+            } else {
+                None
+            };
             Ok(Response::Hijack {
                 content_type,
-                handler: Box::new(move |conn| Box::pin(splice(conn, stream))),
+                handler: Box::new(move |conn| Box::pin(splice(conn, stream, detach))),
             })
         }
         ("POST", [id, "resize"]) => {

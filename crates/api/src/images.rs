@@ -101,7 +101,7 @@ fn labels(images: &Images, r: &ImageRecord) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-fn summary(images: &Images, r: &ImageRecord) -> Value {
+pub(crate) fn summary(images: &Images, r: &ImageRecord) -> Value {
     json!({
         "Id": r.id.to_string(),
         "ParentId": r.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
@@ -168,7 +168,7 @@ async fn list(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError>
     let i = images.clone();
     let out = blocking(move || {
         let mut list = i.list();
-        list.sort_by(|a, b| secs(&b.created).cmp(&secs(&a.created)));
+        list.sort_by_key(|r| std::cmp::Reverse(secs(&r.created)));
         let mut out = Vec::new();
         for r in &list {
             // Without `all`, intermediate images (untagged parents of others) are hidden.

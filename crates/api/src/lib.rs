@@ -6,6 +6,7 @@ pub mod error;
 pub mod exec;
 pub mod images;
 pub mod server;
+pub mod system;
 pub mod version;
 
 pub use error::ApiError;

@@ -108,6 +108,12 @@ pub struct FileConfig {
     pub features: Option<BTreeMap<String, bool>>,
     pub builder: Option<serde_json::Value>,
     pub group: Option<String>,
+    /// dockerd's containerd keys (seed 000's engines set them to keep their
+    /// containerd state apart). berth has no containerd: each berthd's state is apart
+    /// by its data-root and exec-root already, so they are accepted and have no effect.
+    pub containerd: Option<String>,
+    pub containerd_namespace: Option<String>,
+    pub containerd_plugins_namespace: Option<String>,
 }
 
 /// dockerd's command line, for the keys it shares with the file.
@@ -476,11 +482,19 @@ pub fn merge(flags: &Flags, file: FileConfig) -> Result<DaemonConfig, ConfigErro
         });
     }
     let log_driver = log_driver.unwrap_or_else(|| "json-file".into());
-    if !matches!(log_driver.as_str(), "json-file" | "local" | "none") {
+    if !matches!(
+        log_driver.as_str(),
+        "json-file" | "local" | "none" | "journald"
+    ) {
         return Err(ConfigError::Invalid {
             key: "log-driver",
-            message: format!("{log_driver:?}: berth supports json-file, local and none"),
+            message: format!("{log_driver:?}: berth supports json-file, local, journald and none"),
         });
+    }
+    if log_driver == "journald" {
+        // Logs must not be lost, and `docker logs` must keep working: they are kept
+        // in json-file form (what `docker logs` reads) until a journald writer exists.
+        eprintln!("berthd: log-driver journald: container logs are kept as json-file");
     }
     Ok(DaemonConfig {
         data_root: data_root.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT)),

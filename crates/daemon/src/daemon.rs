@@ -122,6 +122,12 @@ impl Backend for DaemonBackend {
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
                 (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
+                ("GET", "system") if rest == "df" => {
+                    berth_api::system::disk_usage(&self.engine, &self.images).await
+                }
+                ("GET", "events") if rest.is_empty() => {
+                    berth_api::system::events(&self.engine, &req).await
+                }
                 (_, "images") => {
                     berth_api::images::handle(&self.engine, &self.images, &req, rest).await
                 }
@@ -185,6 +191,11 @@ impl DaemonBackend {
             },
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Runtimes": {"berth": {"path": "berth-runtime"}},
+            "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+            "InitBinary": self.engine.config.init_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "ContainerdCommit": {"ID": concat!("berth-shim ", env!("CARGO_PKG_VERSION"))},
+            "RuncCommit": {"ID": concat!("berth-runtime ", env!("CARGO_PKG_VERSION"))},
+            "InitCommit": {"ID": init_version(&self.engine.config.init_path)},
             "Driver": "overlay2",
             "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"], ["Using metacopy", "false"], ["Native Overlay Diff", "true"], ["userxattr", "false"]],
             "ID": daemon_id(&c.data_root),

@@ -305,3 +305,519 @@ fn live_restore_across_a_daemon_crash() {
         assert_eq!(*n, i as u64 + 1, "gap in {logs}");
     }
 }
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn restart_policies() {
+    let mut d = Daemon::start();
+    d.import_busybox("busybox");
+    // on-failure:2 — two restarts, then it stays down with its code.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    wait_for("two restarts", || {
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ])
+        .trim()
+            == "2 exited"
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.ExitCode}}",
+            "flaky"
+        ])
+        .trim(),
+        "2 3"
+    );
+    assert_eq!(d.ok(&["logs", "flaky"]), "run\nrun\nrun\n");
+    // A clean exit is not a failure.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "clean",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "true",
+    ]);
+    // always: it comes back after it exits, but not after docker stop.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "forever",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    wait_for("a restart", || {
+        d.ok(&["inspect", "--format", "{{.RestartCount}}", "forever"])
+            .trim()
+            != "0"
+    });
+    d.ok(&["stop", "-t", "1", "forever"]);
+    let count = d.ok(&["inspect", "--format", "{{.RestartCount}}", "forever"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.Running}}",
+            "forever"
+        ])
+        .trim(),
+        format!("{} false", count.trim())
+    );
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.RestartCount}}", "clean"])
+            .trim(),
+        "0"
+    );
+    // unless-stopped comes back with the daemon; always comes back even when stopped by hand.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "manual",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&["stop", "-t", "0", "manual"]);
+    d.restart_daemon(true);
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Running}}", "svc"])
+            .trim(),
+        "true"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Running}}", "manual"])
+            .trim(),
+        "false"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "--format", "{{.State.Running}}", "forever"])
+            .trim(),
+        "true"
+    );
+}
+
+#[test]
+fn ps_filters_prune_and_events() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    d.ok(&[
+        "run", "-d", "--name", "up1", "-l", "tier=web", "busybox", "sleep", "1000",
+    ]);
+    d.ok(&["run", "--name", "done0", "busybox", "true"]);
+    let _ = d.docker(&[
+        "run",
+        "--name",
+        "done3",
+        "-l",
+        "tier=batch",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    d.ok(&["create", "--name", "fresh", "busybox", "true"]);
+
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = d.ok(&a).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), ["up1"]);
+    assert_eq!(names(&["-a"]), ["done0", "done3", "fresh", "up1"]);
+    assert_eq!(names(&["-f", "status=exited"]), ["done0", "done3"]);
+    assert_eq!(names(&["-f", "exited=3"]), ["done3"]);
+    assert_eq!(names(&["-a", "-f", "label=tier"]), ["done3", "up1"]);
+    assert_eq!(names(&["-a", "-f", "label=tier=web"]), ["up1"]);
+    assert_eq!(names(&["-a", "-f", "name=done"]), ["done0", "done3"]);
+    assert_eq!(names(&["-a", "-f", "status=created"]), ["fresh"]);
+    assert_eq!(names(&["-a", "-f", "ancestor=busybox"]).len(), 4);
+    assert_eq!(
+        names(&["-a", "-f", "status=exited", "-f", "status=created"]).len(),
+        3
+    );
+    let o = d.docker(&["ps", "-f", "status=bogus"]);
+    assert!(!o.status.success());
+
+    // Prune removes the stopped ones only.
+    let out = d.ok(&["container", "prune", "-f"]);
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert_eq!(names(&["-a"]), ["up1"]);
+
+    // Events since the start of the test, up to now: the lifecycle in order.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        + 1)
+    .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=done0",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(
+        actions,
+        ["create", "attach", "start", "die", "destroy"],
+        "{ev}"
+    );
+    // A follower sees a new event as it happens.
+    let mut follower = d
+        .docker_cmd(&[
+            "events",
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("docker events");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.ok(&["run", "--rm", "--name", "late", "busybox", "true"]);
+    let mut stdout = follower.stdout.take().expect("stdout");
+    let mut line = [0u8; 5];
+    std::io::Read::read_exact(&mut stdout, &mut line).expect("an event line");
+    assert_eq!(&line, b"late\n");
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+#[test]
+fn healthchecks() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "probe",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let status = |d: &Daemon| d.ok(&["inspect", "--format", "{{.State.Health.Status}}", "probe"]);
+    wait_for("unhealthy", || status(&d).trim() == "unhealthy");
+    let ps = d.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.trim().ends_with("(unhealthy)"), "{ps}");
+    d.ok(&["exec", "probe", "touch", "/tmp/ok"]);
+    wait_for("healthy", || status(&d).trim() == "healthy");
+    let streak = d.ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Health.FailingStreak}}",
+        "probe",
+    ]);
+    assert_eq!(streak.trim(), "0");
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs() + 1)
+        .unwrap_or(0)
+        .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "container=probe",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let changes: Vec<&str> = ev
+        .lines()
+        .filter(|l| l.starts_with("health_status"))
+        .collect();
+    assert_eq!(
+        changes,
+        ["health_status: unhealthy", "health_status: healthy"],
+        "{ev}"
+    );
+}
+
+#[test]
+fn resources_and_security_flags() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/cpu/cpu.shares",
+        "/sys/fs/cgroup/cpuset/cpuset.cpus",
+        "/sys/fs/cgroup/pids/pids.max",
+    ]);
+    assert_eq!(out, "67108864\n134217728\n50000\n512\n0\n50\n");
+    let out = d.ok(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,args"]);
+    assert!(out.contains("1 /sbin/docker-init -- ps"), "{out}");
+    let o = d.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "chown",
+        "1",
+        "/bin",
+    ]);
+    assert!(
+        stderr(&o).contains("Operation not permitted"),
+        "{}",
+        stderr(&o)
+    );
+    // Docker's default profile: no new namespaces without CAP_SYS_ADMIN; forks still work.
+    let o = d.docker(&["run", "--rm", "busybox", "unshare", "-n", "true"]);
+    assert!(!o.status.success());
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $(echo forked)"]),
+        "forked\n"
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "unshare",
+        "-n",
+        "echo",
+        "privileged",
+    ]);
+    assert_eq!(out, "privileged\n");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/run:size=1m",
+        "busybox",
+        "df",
+        "-k",
+        "/run",
+    ]);
+    assert!(out.contains(" 1024 "), "{out}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(out.contains('1'), "{out}");
+    let out = d.ok(&["run", "--rm", "busybox", "cat", "/proc/timer_list"]);
+    assert_eq!(out, "", "masked");
+}
+
+#[test]
+fn info_version_df_and_old_clients() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "1000"]);
+    d.ok(&[
+        "run",
+        "--name",
+        "wrote",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/f bs=1k count=100 2>/dev/null",
+    ]);
+    let info = d.ok(&["info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} {{.Driver}} {{.CgroupVersion}} {{.DockerRootDir}}"]);
+    assert_eq!(
+        info.trim(),
+        format!("2 1 1 1 overlay2 1 {}", d.data_root().display())
+    );
+    let v = d.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}",
+    ]);
+    assert_eq!(v.trim(), "1.50 1.24 linux");
+    let df = d.ok(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}} {{.TotalCount}} {{.Active}}",
+    ]);
+    assert!(
+        df.contains("Images 1 1") && df.contains("Containers 2 1"),
+        "{df}"
+    );
+    let dfv = d.ok(&[
+        "system",
+        "df",
+        "-v",
+        "--format",
+        "{{range .Containers}}{{.Names}}={{.Size}} {{end}}",
+    ]);
+    assert!(dfv.contains("wrote=102kB"), "{dfv}");
+    // An old client negotiates down to 1.24; Debian's 20.10 CLI works as the 28.x one.
+    let o = d
+        .docker_cmd(&["ps", "--format", "{{.Names}}"])
+        .env("DOCKER_API_VERSION", "1.24")
+        .output()
+        .expect("docker");
+    assert_eq!(text(&o), "up\n", "{}", stderr(&o));
+    let (code, body) = d.api("GET", "/v1.12/version", None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("too old"), "{body}");
+    let old = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_HOST", d.host())
+        .args(["run", "--rm", "busybox", "echo", "from 20.10"])
+        .output()
+        .expect("docker 20.10");
+    assert_eq!(text(&old), "from 20.10\n", "{}", stderr(&old));
+    let old = std::process::Command::new("/usr/bin/docker")
+        .env("DOCKER_HOST", d.host())
+        .args(["exec", "up", "echo", "exec 20.10"])
+        .output()
+        .expect("docker 20.10");
+    assert_eq!(text(&old), "exec 20.10\n", "{}", stderr(&old));
+}
+
+#[test]
+fn fifty_concurrent_creates_with_one_name() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let children: Vec<_> = (0..50)
+        .map(|_| {
+            d.docker_cmd(&["create", "--name", "contested", "busybox", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("docker create")
+        })
+        .collect();
+    let mut ok = 0;
+    for c in children {
+        let o = c.wait_with_output().expect("wait");
+        if o.status.success() {
+            ok += 1;
+        } else {
+            assert!(stderr(&o).contains("is already in use"), "{}", stderr(&o));
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
+}
+
+#[test]
+fn logs_options() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lg",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo out$i; sleep 0.4; done; echo err >&2; sleep 0.4; echo last",
+    ]);
+    // -f follows until the container exits.
+    let o = d.docker(&["logs", "-f", "lg"]);
+    assert_eq!(text(&o), "out1\nout2\nout3\nlast\n");
+    assert_eq!(stderr(&o), "err\n");
+    assert_eq!(d.ok(&["logs", "--tail", "2", "lg"]), "last\n");
+    let ts = d.ok(&["logs", "-t", "--tail", "1", "lg"]);
+    assert!(ts.starts_with("20") && ts.ends_with("Z last\n"), "{ts}");
+    assert_eq!(d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "lg"]), "");
+    let recent = d.ok(&["logs", "--since", "1s", "lg"]);
+    assert!(
+        recent.contains("last") && !recent.contains("out1"),
+        "{recent}"
+    );
+}

@@ -107,6 +107,9 @@ pub struct Engine {
     next_ticket: std::sync::atomic::AtomicU64,
     /// Exec instances by ID (in memory, as dockerd keeps them).
     execs: Mutex<HashMap<String, crate::exec::Exec>>,
+    /// Per container: restarts since its last stable run (the back-off's exponent).
+    restart_attempts: Mutex<HashMap<String, u32>>,
+    pub events: crate::events::Events,
 }
 
 /// `docker wait`'s conditions.
@@ -130,7 +133,7 @@ impl WaitCondition {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     berth_runtime::state::now_rfc3339()
 }
 
@@ -167,6 +170,8 @@ impl Engine {
             pending_attach: Mutex::new(HashMap::new()),
             next_ticket: std::sync::atomic::AtomicU64::new(1),
             execs: Mutex::new(HashMap::new()),
+            restart_attempts: Mutex::new(HashMap::new()),
+            events: Default::default(),
         })
     }
 
@@ -218,6 +223,12 @@ impl Engine {
             other => other.into(),
         })?;
         let id = random_id()?;
+        let mut host = host;
+        if host.log_config.typ.is_empty() {
+            // The daemon's driver, as dockerd fills it in (clients read it: docker-py
+            // only collects the output of `run` when it says json-file).
+            host.log_config.typ = "json-file".into();
+        }
         // Render once with a placeholder root to report bad settings now, as a 400,
         // rather than at start.
         let mut cfg = config.clone();
@@ -227,6 +238,7 @@ impl Engine {
         if cfg.stop_signal.is_none() {
             cfg.stop_signal = image.stop_signal.clone();
         }
+        cfg.healthcheck = crate::health::merge(cfg.healthcheck.take(), image.healthcheck.as_ref());
         let probe = SpecInput {
             id: &id,
             config: &cfg,
@@ -291,6 +303,7 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e.into());
         }
+        self.container_event(&record, "create", &[]);
         Ok(record)
     }
 
@@ -342,6 +355,12 @@ impl Engine {
     pub fn start(self: &Arc<Self>, key: &str) -> Result<()> {
         let id = self.resolve(key)?;
         let result = self.start_resolved(&id);
+        if result.is_ok() {
+            // After start_resolved has let go of the container's lock.
+            if let Ok(c) = self.get(&id) {
+                self.monitor_health(&c);
+            }
+        }
         if let Err(e) = &result {
             // A container that could not start is removed at once when it was made
             // with --rm (the client waits for its removal), as dockerd does.
@@ -435,6 +454,7 @@ impl Engine {
         };
         c.manually_stopped = false;
         self.save(&c)?;
+        self.container_event(&c, "start", &[]);
         self.watch(id);
         Ok(())
     }
@@ -523,6 +543,56 @@ impl Engine {
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
     }
 
+    /// A container event, with the attributes Docker gives it (image, name, labels).
+    pub fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        let mut attrs: std::collections::BTreeMap<String, String> = c
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        attrs.insert("image".into(), c.config.image.clone());
+        attrs.insert("name".into(), c.name.trim_start_matches('/').to_string());
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.clone());
+        }
+        self.events.publish("container", action, &c.id, attrs);
+    }
+
+    pub(crate) fn restart_attempts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.restart_attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes a stored container under its lock (no-op when it is gone).
+    pub(crate) fn update_record(&self, id: &str, change: impl FnOnce(&mut Container)) {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(mut c) = self.store.get::<Container>(id) {
+            change(&mut c);
+            let _ = self.save(&c);
+        }
+    }
+
+    pub(crate) fn mark_restarting(&self, id: &str) {
+        self.update_record(id, |c| {
+            c.state.restarting = true;
+            c.state.status = "restarting".into();
+        });
+    }
+
+    pub(crate) fn clear_restarting(&self, id: &str) {
+        self.update_record(id, |c| {
+            c.state.restarting = false;
+            c.state.status = "exited".into();
+        });
+    }
+
+    pub(crate) fn count_restart(&self, id: &str) {
+        self.update_record(id, |c| c.restart_count += 1);
+    }
+
     pub(crate) fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::exec::Exec>> {
         self.execs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -575,7 +645,10 @@ impl Engine {
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
             match client.state() {
-                Ok(s) if s.exit_code.is_none() => self.watch(c.id.clone()),
+                Ok(s) if s.exit_code.is_none() => {
+                    self.monitor_health(&c);
+                    self.watch(c.id.clone())
+                }
                 Ok(s) => {
                     let code = s.exit_code.unwrap_or(255);
                     self.on_exit(&c.id, (code, s.exited_at.unwrap_or_else(now), s.oom_killed));
@@ -588,6 +661,7 @@ impl Engine {
                 }
             }
         }
+        self.restart_on_daemon_start();
         Ok(())
     }
 
@@ -612,7 +686,7 @@ impl Engine {
             });
     }
 
-    fn on_exit(&self, id: &str, (code, at, oom): (i32, String, bool)) {
+    fn on_exit(self: &Arc<Self>, id: &str, (code, at, oom): (i32, String, bool)) {
         let lock = self.lock_for(id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Ok(mut c) = self.store.get::<Container>(id) else {
@@ -634,9 +708,15 @@ impl Engine {
             e.1 = code;
         }
         let _ = self.save(&c);
+        drop(_guard);
+        if oom {
+            self.container_event(&c, "oom", &[]);
+        }
+        self.container_event(&c, "die", &[("exitCode", code.to_string())]);
         if c.host_config.auto_remove {
-            drop(_guard);
             let _ = self.remove(id, true);
+        } else {
+            self.schedule_restart(&c, code);
         }
     }
 
@@ -649,6 +729,20 @@ impl Engine {
             )));
         }
         ShimClient::new(&c.id, &self.config.state_dir(&c.id)).kill(signal, false)?;
+        self.container_event(&c, "kill", &[("signal", signal.to_string())]);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/resize`: the init's tty.
+    pub fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        let c = self.get(key)?;
+        if !c.state.running {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        ShimClient::new(&c.id, &self.config.state_dir(&c.id)).resize(height, width, None)?;
         Ok(())
     }
 
@@ -680,6 +774,16 @@ impl Engine {
 
     pub fn stop(&self, key: &str, timeout: Option<i64>) -> Result<()> {
         let mut c = self.get(key)?;
+        if c.state.restarting {
+            // Waiting for its next restart: stopping it cancels that.
+            self.update_record(&c.id, |c| {
+                c.manually_stopped = true;
+                c.state.restarting = false;
+                c.state.status = "exited".into();
+            });
+            self.notify();
+            return Ok(());
+        }
         if !c.state.running {
             return Err(EngineError::NotModified);
         }
@@ -693,21 +797,28 @@ impl Engine {
             .and_then(signal_number)
             .unwrap_or(libc::SIGTERM);
         let secs = timeout.or(c.config.stop_timeout).unwrap_or(10);
-        let _ = client.kill(signal, false);
+        if client.kill(signal, false).is_ok() {
+            self.container_event(&c, "kill", &[("signal", signal.to_string())]);
+        }
         if secs >= 0 {
             let after = self.wait_stopped(
                 &c.id,
                 Some(Instant::now() + Duration::from_secs(secs as u64)),
             )?;
             if !after.state.running {
+                self.container_event(&c, "stop", &[]);
                 return Ok(());
             }
         } else {
             self.wait_stopped(&c.id, None)?;
+            self.container_event(&c, "stop", &[]);
             return Ok(());
         }
-        let _ = client.kill(libc::SIGKILL, true);
+        if client.kill(libc::SIGKILL, true).is_ok() {
+            self.container_event(&c, "kill", &[("signal", libc::SIGKILL.to_string())]);
+        }
         self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
+        self.container_event(&c, "stop", &[]);
         Ok(())
     }
 
@@ -785,6 +896,7 @@ impl Engine {
         let _ = std::fs::remove_dir_all(self.config.container_dir(&c.id));
         self.store.remove(&c.id)?;
         self.notify();
+        self.container_event(&c, "destroy", &[]);
         Ok(())
     }
 

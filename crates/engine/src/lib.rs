@@ -9,10 +9,13 @@
 pub mod changes;
 pub mod container;
 pub mod engine;
+pub mod events;
 pub mod exec;
+pub mod health;
 pub mod images;
 pub mod local_images;
 pub mod names;
+pub mod restart;
 pub mod shim_client;
 pub mod spec;
 pub mod store;

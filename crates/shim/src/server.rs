@@ -456,7 +456,10 @@ impl Shim {
                 if n == 0 {
                     client.read_closed = true;
                     let init_once = s.owner == INIT && self.stdin_once;
-                    if s.stdin && (init_once || s.owner != INIT) {
+                    // A terminal is not hung up when a client goes (dockerd closes
+                    // stdin on the client's EOF only without a tty): that is how
+                    // `docker run -it` detaches, and how `attach` comes back.
+                    if s.stdin && !s.raw && (init_once || s.owner != INIT) {
                         self.end_stdin(s.owner);
                     }
                 } else if s.stdin {

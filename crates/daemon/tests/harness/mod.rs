@@ -17,6 +17,8 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub cgroup_parent: String,
+    /// Everything comes from daemon.json (no flags), as seed 000's engines start.
+    config_only: bool,
     child: Option<Child>,
 }
 
@@ -29,8 +31,78 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// What earlier test processes left when they were killed (a timeout kills without
+/// running Drop): their container processes, mounts, cgroups and dirs.
+fn reap_leftovers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dead = |name: &str| -> bool {
+            name.strip_prefix("berth-e2e-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<i32>().ok())
+                .is_some_and(|pid| pid != std::process::id() as i32 && !alive(pid))
+        };
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for parent in fs::read_dir(hierarchy.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = parent.file_name().to_string_lossy().to_string();
+                if !dead(&name) {
+                    continue;
+                }
+                for child in fs::read_dir(parent.path()).into_iter().flatten().flatten() {
+                    let procs =
+                        fs::read_to_string(child.path().join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok())
+                    {
+                        // SAFETY: a process left in a dead test's cgroup.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for entry in fs::read_dir("/tmp").into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if dead(&name) {
+                for m in mounts_under(&entry.path()) {
+                    let _ = Command::new("umount").arg("-l").arg(&m).status();
+                }
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for parent in fs::read_dir(hierarchy.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if dead(&parent.file_name().to_string_lossy()) {
+                    for child in fs::read_dir(parent.path()).into_iter().flatten().flatten() {
+                        let _ = fs::remove_dir(child.path());
+                    }
+                    let _ = fs::remove_dir(parent.path());
+                }
+            }
+        }
+    });
+}
+
 impl Daemon {
     pub fn start() -> Daemon {
+        reap_leftovers();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/berth-e2e-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -40,6 +112,31 @@ impl Daemon {
             socket: dir.join("berth.sock"),
             cgroup_parent: format!("berth-e2e-{}-{n}", std::process::id()),
             dir,
+            config_only: false,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// A daemon configured only by the daemon.json that `config` writes for the test
+    /// dir it is given; `socket` and `cgroup_parent` must be what that file says.
+    pub fn start_with_config(
+        config: impl FnOnce(&Path) -> String,
+        socket: &str,
+        cgroup_parent: &str,
+    ) -> Daemon {
+        reap_leftovers();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/berth-e2e-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create the test dir");
+        fs::write(dir.join("daemon.json"), config(&dir)).expect("write daemon.json");
+        let mut d = Daemon {
+            socket: dir.join(socket),
+            cgroup_parent: cgroup_parent.to_string(),
+            dir,
+            config_only: true,
             child: None,
         };
         d.spawn();
@@ -64,19 +161,21 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("berthd.log"))
             .expect("open berthd.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-            .arg("--config-file")
-            .arg(self.dir.join("daemon.json"))
-            .arg("--data-root")
-            .arg(self.data_root())
-            .arg("--exec-root")
-            .arg(self.exec_root())
-            .arg("-p")
-            .arg(self.dir.join("berthd.pid"))
-            .arg("-H")
-            .arg(self.host())
-            .arg("--cgroup-parent")
-            .arg(format!("/{}", self.cgroup_parent))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berthd"));
+        cmd.arg("--config-file").arg(self.dir.join("daemon.json"));
+        if !self.config_only {
+            cmd.arg("--data-root")
+                .arg(self.data_root())
+                .arg("--exec-root")
+                .arg(self.exec_root())
+                .arg("-p")
+                .arg(self.dir.join("berthd.pid"))
+                .arg("-H")
+                .arg(self.host())
+                .arg("--cgroup-parent")
+                .arg(format!("/{}", self.cgroup_parent));
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)

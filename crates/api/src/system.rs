@@ -1,0 +1,248 @@
+//! `/events`: the engine's event log, streamed as Docker streams it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_engine::engine::Engine;
+use berth_engine::events::Event;
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::server::{Request, Response};
+
+const EVENT_FILTERS: &[&str] = &[
+    "type",
+    "event",
+    "container",
+    "image",
+    "label",
+    "daemon",
+    "network",
+    "volume",
+    "scope",
+];
+
+fn event_matches(e: &Event, filters: &[(String, String)]) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .any(|(_, v)| match *key {
+                "type" => e.kind == *v,
+                "event" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
+                "container" => {
+                    e.kind == "container"
+                        && (e.actor_id.starts_with(v.as_str())
+                            || e.attributes.get("name").is_some_and(|n| n == v))
+                }
+                "image" => {
+                    e.attributes
+                        .get("image")
+                        .is_some_and(|i| i == v || i.split(':').next() == Some(v.as_str()))
+                        || (e.kind == "image" && e.actor_id.contains(v.as_str()))
+                }
+                "label" => match v.split_once('=') {
+                    Some((k, val)) => e.attributes.get(k).is_some_and(|x| x == val),
+                    None => e.attributes.contains_key(v),
+                },
+                "scope" => v == "local",
+                _ => false,
+            })
+    })
+}
+
+/// A `since`/`until` value: Unix seconds (with an optional fraction) or RFC 3339.
+fn parse_time(v: &str) -> Result<i128, ApiError> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return Ok((secs * 1e9) as i128);
+    }
+    berth_engine::container::parse_rfc3339_secs(v)
+        .map(|s| s as i128 * 1_000_000_000)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid timestamp {v:?}")))
+}
+
+fn now_nano() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// `GET /events?since=&until=&filters=`.
+pub async fn events(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError> {
+    let filters = crate::images::parse_filters(req)?;
+    for (k, _) in &filters {
+        if !EVENT_FILTERS.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+    }
+    let since = match req.query.get("since").filter(|s| !s.is_empty()) {
+        Some(s) => Some(parse_time(s)?),
+        None => None,
+    };
+    let until = match req.query.get("until").filter(|s| !s.is_empty()) {
+        Some(s) => Some(parse_time(s)?),
+        None => None,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut seq = if since.is_some() {
+            0
+        } else {
+            engine.events.next_seq()
+        };
+        loop {
+            let (batch, next) = engine.events.read_from(seq, Duration::from_millis(500));
+            seq = next;
+            for e in batch {
+                if since.is_some_and(|s| e.time_nano < s) {
+                    continue;
+                }
+                if until.is_some_and(|u| e.time_nano > u) {
+                    return;
+                }
+                if !event_matches(&e, &filters) {
+                    continue;
+                }
+                let mut line = e.to_json().to_string();
+                line.push('\n');
+                if tx.blocking_send(Bytes::from(line)).is_err() {
+                    return;
+                }
+            }
+            if until.is_some_and(|u| now_nano() > u) || tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok(Response::Stream {
+        status: 200,
+        content_type: "application/json",
+        body: rx,
+    })
+}
+
+/// Bytes used by the files under `dir` (not following symlinks; hard links once).
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.nlink() <= 1 || seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// `GET /system/df`.
+pub async fn disk_usage(
+    engine: &Arc<Engine>,
+    images: &Arc<berth_image::Images>,
+) -> Result<Response, ApiError> {
+    let (e, i) = (engine.clone(), images.clone());
+    let body = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ApiError> {
+        let containers = e.list()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let records = i.list();
+        let mut layers = 0u64;
+        let images: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                let mut s = crate::images::summary(&i, r);
+                let users = containers
+                    .iter()
+                    .filter(|c| c.image == r.id.to_string())
+                    .count();
+                s["Containers"] = serde_json::json!(users);
+                layers += s["Size"].as_u64().unwrap_or(0);
+                s
+            })
+            .collect();
+        let containers: Vec<serde_json::Value> = containers
+            .iter()
+            .map(|c| {
+                let mut v = crate::containers::list_entry(c, now);
+                let rw = if c.rootfs.upper_dir.is_empty() {
+                    0
+                } else {
+                    disk_bytes(std::path::Path::new(&c.rootfs.upper_dir))
+                };
+                v["SizeRw"] = serde_json::json!(rw);
+                v["SizeRootFs"] = serde_json::json!(rw);
+                v
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "LayersSize": layers,
+            "Images": images,
+            "Containers": containers,
+            "Volumes": [],
+            "BuildCache": [],
+        }))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("task failed: {e}")))??;
+    Ok(Response::Json(200, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn filters() {
+        let mut attrs = BTreeMap::new();
+        attrs.insert("name".to_string(), "web".to_string());
+        attrs.insert("image".to_string(), "busybox:latest".to_string());
+        let e = Event {
+            kind: "container".into(),
+            action: "start".into(),
+            actor_id: "abcdef".into(),
+            attributes: attrs,
+            time_nano: 0,
+        };
+        let f = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert!(event_matches(&e, &[]));
+        assert!(event_matches(
+            &e,
+            &f(&[("container", "web"), ("event", "start")])
+        ));
+        assert!(event_matches(
+            &e,
+            &f(&[("event", "die"), ("event", "start")])
+        ));
+        assert!(!event_matches(
+            &e,
+            &f(&[("container", "web"), ("event", "die")])
+        ));
+        assert!(event_matches(&e, &f(&[("image", "busybox")])));
+        assert!(!event_matches(&e, &f(&[("type", "image")])));
+        assert_eq!(
+            parse_time("1700000000.5").ok(),
+            Some(1_700_000_000_500_000_000)
+        );
+    }
+}
