@@ -228,12 +228,11 @@ fn import_from_stdin_then_rmi_in_use() {
 #[test]
 fn tty_run_in_a_pseudo_terminal() {
     let e = Engine::start();
-    // script(1) gives berth a terminal; the container gets a tty, and an exec a tty
-    // of the terminal's size. (berthd has no POST /containers/{id}/resize yet and
-    // ignores HostConfig.ConsoleSize, so `run -it` is not checked for its size.)
+    // script(1) gives berth a terminal; the container and an exec get a tty of the
+    // terminal's size.
     e.ok(&["run", "-d", "--name", "idle", "busybox", "sleep", "300"]);
     let cmdline = format!(
-        "stty rows 33 cols 91; {b} -H {h} exec -it idle sh -c 'sleep 0.5; stty size'; {b} -H {h} run -it --rm busybox sh -c 'tty; exit 4'",
+        "stty rows 33 cols 91; {b} -H {h} exec -it idle sh -c 'sleep 0.5; stty size'; {b} -H {h} run -it --rm busybox sh -c 'sleep 0.5; stty size; tty; exit 4'",
         b = env!("CARGO_BIN_EXE_berth"),
         h = e.host()
     );
@@ -243,7 +242,7 @@ fn tty_run_in_a_pseudo_terminal() {
         .output()
         .expect("script");
     let out = stdout(&o);
-    assert!(out.contains("33 91"), "{out}");
+    assert_eq!(out.matches("33 91").count(), 2, "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
     assert_eq!(code(&o), 4, "{out}");
 }
@@ -359,10 +358,29 @@ fn interactive_session_resize_detach_attach() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // (Whether the container survives the detach is berthd's part: it does not
-    // handle detach keys itself yet, so it sees the end of our stdin.)
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.Running}}", "inter"]),
+        "true\n"
+    );
     drop(t);
+    // A container started detached, attached to for the first time...
     e.ok(&["run", "-d", "-it", "--name", "inter2", "busybox", "sh"]);
+    let t = Tmux::new("at2", 90, 25, &format!("{berth} attach inter"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // ...and the detached one again: its shell is still there.
+    t.keys(&["echo back-$((2+2))", "Enter"]);
+    t.expect("back-4");
+    t.keys(&["C-p", "C-q"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !t.pane_dead() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "attach did not detach:\n{}",
+            t.screen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(t);
     let t = Tmux::new("at", 90, 25, &format!("{berth} attach inter2"));
     std::thread::sleep(std::time::Duration::from_millis(500));
     t.keys(&["echo again-$((1+1))", "Enter"]);
