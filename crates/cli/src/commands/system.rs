@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{filters_json, int_field, parse_template, print, render, str_field};
 use crate::args::*;
 use crate::client::{CliError, Client, JsonStream, Result, CLIENT_API_VERSION};
-use crate::format::{self, human_size, tabwrite_with};
+use crate::format::{self, tabwrite_with};
 use crate::http::{encode_path as encode, query};
 
 /// JSON indented with four spaces, as Docker's `json.Indent(…, "", "    ")`.
@@ -544,15 +544,13 @@ pub fn df(c: &mut Client, a: DfArgs) -> Result<()> {
     let containers = list("Containers");
     let volumes = list("Volumes");
     let cache = list("BuildCache");
+    // Docker's disk-usage formatter: HumanSize (4 significant digits), integer percent.
+    let size4 = |n: i64| format::human_size_prec(n as f64, 4);
     let reclaim = |size: i64, reclaimable: i64| {
         if size > 0 {
-            format!(
-                "{} ({}%)",
-                human_size(reclaimable as f64),
-                (100.0 * reclaimable as f64 / size as f64) as i64
-            )
+            format!("{} ({}%)", size4(reclaimable), reclaimable * 100 / size)
         } else {
-            human_size(reclaimable as f64)
+            size4(reclaimable)
         }
     };
     let images_size = v
@@ -565,56 +563,56 @@ pub fn df(c: &mut Client, a: DfArgs) -> Result<()> {
         .count();
     let images_used: i64 = images
         .iter()
-        .filter(|i| int_field(i, "Containers") > 0)
-        .map(|i| int_field(i, "Size"))
+        .filter(|i| int_field(i, "Containers") != 0)
+        .filter(|i| int_field(i, "Size") != -1 && int_field(i, "SharedSize") != -1)
+        .map(|i| int_field(i, "Size") - int_field(i, "SharedSize"))
         .sum();
+    let active = |c: &Value| matches!(str_field(c, "State"), "running" | "paused" | "restarting");
     let ctr_size: i64 = containers.iter().map(|c| int_field(c, "SizeRw")).sum();
-    let ctr_active = containers
-        .iter()
-        .filter(|c| str_field(c, "State") == "running")
-        .count();
+    let ctr_active = containers.iter().filter(|c| active(c)).count();
     let ctr_reclaim: i64 = containers
         .iter()
-        .filter(|c| str_field(c, "State") != "running")
+        .filter(|c| !active(c))
         .map(|c| int_field(c, "SizeRw"))
         .sum();
     let vol_size = |x: &Value| {
         x.pointer("/UsageData/Size")
             .and_then(Value::as_i64)
-            .unwrap_or(0)
-            .max(0)
+            .unwrap_or(-1)
     };
     let vol_refs = |x: &Value| {
         x.pointer("/UsageData/RefCount")
             .and_then(Value::as_i64)
             .unwrap_or(0)
     };
-    let vols_size: i64 = volumes.iter().map(vol_size).sum();
+    let vols_size: i64 = volumes.iter().map(vol_size).filter(|s| *s != -1).sum();
     let vols_active = volumes.iter().filter(|x| vol_refs(x) > 0).count();
     let vols_reclaim: i64 = volumes
         .iter()
-        .filter(|x| vol_refs(x) == 0)
+        .filter(|x| vol_refs(x) == 0 && vol_size(x) != -1)
         .map(vol_size)
         .sum();
-    let cache_size: i64 = cache.iter().map(|b| int_field(b, "Size")).sum();
-    let cache_active = cache
+    let flag = |b: &Value, k: &str| b.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let cache_size: i64 = cache
         .iter()
-        .filter(|b| b.get("InUse").and_then(Value::as_bool).unwrap_or(false))
-        .count();
-    let cache_reclaim: i64 = cache
+        .filter(|b| !flag(b, "Shared"))
+        .map(|b| int_field(b, "Size"))
+        .sum();
+    let cache_active = cache.iter().filter(|b| flag(b, "InUse")).count();
+    let cache_in_use: i64 = cache
         .iter()
-        .filter(|b| !b.get("InUse").and_then(Value::as_bool).unwrap_or(false))
+        .filter(|b| flag(b, "InUse") && !flag(b, "Shared"))
         .map(|b| int_field(b, "Size"))
         .sum();
     let rows = vec![
         json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": images_active.to_string(),
-            "Size": human_size(images_size as f64), "Reclaimable": reclaim(images_size, (images_size - images_used).max(0))}),
+            "Size": size4(images_size), "Reclaimable": reclaim(images_size, images_size - images_used)}),
         json!({"Type": "Containers", "TotalCount": containers.len().to_string(), "Active": ctr_active.to_string(),
-            "Size": human_size(ctr_size as f64), "Reclaimable": reclaim(ctr_size, ctr_reclaim)}),
+            "Size": size4(ctr_size), "Reclaimable": reclaim(ctr_size, ctr_reclaim)}),
         json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": vols_active.to_string(),
-            "Size": human_size(vols_size as f64), "Reclaimable": reclaim(vols_size, vols_reclaim)}),
+            "Size": size4(vols_size), "Reclaimable": reclaim(vols_size, vols_reclaim)}),
         json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(), "Active": cache_active.to_string(),
-            "Size": human_size(cache_size as f64), "Reclaimable": human_size(cache_reclaim as f64)}),
+            "Size": size4(cache_size), "Reclaimable": size4(cache_size - cache_in_use)}),
     ];
     let header = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
     let format = a.format.clone().unwrap_or_else(|| {
