@@ -10,6 +10,7 @@ mod http;
 mod stream;
 mod template;
 mod term;
+mod typed;
 mod usage;
 
 use std::io::Write;

@@ -5,9 +5,101 @@
 //! JSON: maps as `map[k:v]` with sorted keys, lists as `[a b]`, a missing key as
 //! `<no value>`.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 type Res<T> = Result<T, String>;
+
+/// Key of a struct marker: an object carrying it prints as Go prints a struct,
+/// `{v1 v2}`, its fields in the listed order (see `crate::typed`).
+pub const STRUCT_KEY: &str = "\u{1}fields";
+/// Key of a typed nil: `{NIL_KEY: "slice" | "map" | "ptr"}` prints as `[]`,
+/// `map[]` or `<nil>`, and is null to `json`.
+pub const NIL_KEY: &str = "\u{1}nil";
+
+/// Lists the fields the typed view added (zero values): `json` leaves them out.
+pub const ADDED_KEY: &str = "\u{1}added";
+
+/// A time.Time: `{TIME_KEY: "<RFC 3339>"}` prints as Go's `Time.String()` and is
+/// the RFC 3339 string to `json`.
+pub const TIME_KEY: &str = "\u{1}time";
+
+fn time_of(v: &Value) -> Option<&str> {
+    v.as_object()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.get(TIME_KEY))
+        .and_then(Value::as_str)
+}
+
+/// An RFC 3339 UTC time as Go's `time.Time.String()` prints it.
+fn go_time(t: &str) -> String {
+    let Some(secs) = crate::format::parse_rfc3339(t) else {
+        return t.to_string();
+    };
+    let frac: String = t
+        .get(19..)
+        .and_then(|r| r.strip_prefix('.'))
+        .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    let frac = frac.trim_end_matches('0');
+    let (y, mo, d, h, mi, s) = crate::format::civil_from_unix(secs);
+    let dot = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{dot} +0000 UTC")
+}
+
+fn nil_kind(v: &Value) -> Option<&str> {
+    v.as_object()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.get(NIL_KEY))
+        .and_then(Value::as_str)
+}
+
+fn is_marker_key(k: &str) -> bool {
+    k.starts_with('\u{1}')
+}
+
+/// The value without markers: what `json` prints.
+fn plain(v: &Value) -> Value {
+    if nil_kind(v).is_some() {
+        return Value::Null;
+    }
+    if let Some(t) = time_of(v) {
+        return Value::from(t);
+    }
+    match v {
+        Value::Object(m) => {
+            let added: Vec<&str> = m
+                .get(ADDED_KEY)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            // A struct's fields in declaration order, as Go marshals them.
+            let order: Vec<&str> = m
+                .get(STRUCT_KEY)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let keep = |k: &str| !is_marker_key(k) && !added.contains(&k);
+            let mut out = Map::new();
+            for k in &order {
+                if let Some(x) = m.get(*k).filter(|_| keep(k)) {
+                    out.insert((*k).to_string(), plain(x));
+                }
+            }
+            for (k, x) in m {
+                if keep(k) && !out.contains_key(k) {
+                    out.insert(k.clone(), plain(x));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(plain).collect()),
+        other => other.clone(),
+    }
+}
 
 thread_local! {
     static ESCAPE_HTML: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -496,8 +588,10 @@ fn exec_list(nodes: &[Node], dot: Option<&Value>, vars: &mut Vars, out: &mut Str
                         .enumerate()
                         .map(|(i, x)| (Value::from(i), x.clone()))
                         .collect(),
+                    Some(x) if nil_kind(x).is_some() => Vec::new(),
                     Some(Value::Object(m)) => {
-                        let mut keys: Vec<&String> = m.keys().collect();
+                        let mut keys: Vec<&String> =
+                            m.keys().filter(|k| !is_marker_key(k)).collect();
                         keys.sort();
                         keys.into_iter()
                             .map(|k| (Value::from(k.clone()), m[k].clone()))
@@ -655,6 +749,7 @@ fn eval_command(cmd: &[Arg], dot: Option<&Value>, vars: &mut Vars, piped: Option
 fn truthy(v: &Val) -> bool {
     match v {
         None | Some(Value::Null) => false,
+        Some(x) if nil_kind(x).is_some() => false,
         Some(Value::Bool(b)) => *b,
         Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
         Some(Value::String(s)) => !s.is_empty(),
@@ -714,7 +809,7 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
             arity(name, &args, 1)?;
             match &args[0] {
                 Some(v) => {
-                    let text = serde_json::to_string(v).map_err(|e| e.to_string())?;
+                    let text = serde_json::to_string(&plain(v)).map_err(|e| e.to_string())?;
                     s(if ESCAPE_HTML.with(|c| c.get()) {
                         html_escape(text)
                     } else {
@@ -792,9 +887,10 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
         "len" => {
             arity(name, &args, 1)?;
             let n = match &args[0] {
+                Some(x) if nil_kind(x).is_some() => 0,
                 Some(Value::String(x)) => x.len(),
                 Some(Value::Array(a)) => a.len(),
-                Some(Value::Object(m)) => m.len(),
+                Some(Value::Object(m)) => m.keys().filter(|k| !is_marker_key(k)).count(),
                 None | Some(Value::Null) => 0,
                 Some(other) => return Err(format!("len of type {}", go_type(other))),
             };
@@ -1010,7 +1106,25 @@ fn go_value(v: &Value) -> String {
             format!("[{}]", items.join(" "))
         }
         Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
+            if let Some(t) = time_of(v) {
+                return go_time(t);
+            }
+            if let Some(kind) = nil_kind(v) {
+                return match kind {
+                    "slice" => "[]".into(),
+                    "map" => "map[]".into(),
+                    _ => "<nil>".into(),
+                };
+            }
+            if let Some(fields) = m.get(STRUCT_KEY).and_then(Value::as_array) {
+                let items: Vec<String> = fields
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|f| m.get(f).map(go_value).unwrap_or_default())
+                    .collect();
+                return format!("{{{}}}", items.join(" "));
+            }
+            let mut keys: Vec<&String> = m.keys().filter(|k| !is_marker_key(k)).collect();
             keys.sort();
             let items: Vec<String> = keys
                 .into_iter()

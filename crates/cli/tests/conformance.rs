@@ -189,6 +189,42 @@ fn ps_images_inspect_logs_match_docker() {
         &["exec", "no-such-container", "true"],
         &["top", "sleeper", "-o", "pid,comm"],
         &["logs", "--since", "1h", "failing"],
+        // Go's typed structs: struct printing, zero values, field order in json.
+        &["inspect", "-f", "{{.State}}", "sleeper"],
+        &["inspect", "-f", "{{json .State}}", "sleeper"],
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy}} {{.HostConfig.LogConfig}}",
+            "sleeper",
+        ],
+        &[
+            "inspect",
+            "-f",
+            "{{.SizeRw}} {{.State.Health}} {{.Config.Entrypoint}} {{.HostConfig.Binds}}",
+            "sleeper",
+        ],
+        &["inspect", "-f", "{{.Mounts}} {{.GraphDriver}}", "sleeper"],
+        &[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.RestartPolicy}}",
+            "sleeper",
+        ],
+        &[
+            "image",
+            "inspect",
+            "-f",
+            "{{.RootFS}} {{.Metadata}} {{json .Metadata}}",
+            "busybox",
+        ],
+        &[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Config.Cmd}} {{.RepoDigests}}",
+            "busybox",
+        ],
     ] {
         same(&e, args);
     }

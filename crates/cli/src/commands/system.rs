@@ -96,7 +96,7 @@ pub fn inspect(c: &mut Client, a: InspectArgs, forced: Option<&str>) -> Result<(
         match &tmpl {
             Some(t) => {
                 let text = t
-                    .execute(&v)
+                    .execute(&crate::typed::view(&v))
                     .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?;
                 out.push_str(&text);
                 out.push('\n');
