@@ -29,6 +29,13 @@ fn table(path: &str) -> (&'static str, Arity) {
         "container ls" | "ps" => ("[OPTIONS]", None),
         "image ls" | "images" => ("[OPTIONS] [REPOSITORY[:TAG]]", Max(1)),
         "image rm" | "rmi" => ("[OPTIONS] IMAGE [IMAGE...]", Min(1)),
+        "volume ls" | "network ls" => ("[OPTIONS]", None),
+        "volume create" => ("[OPTIONS] [VOLUME]", Max(1)),
+        "volume rm" => ("[OPTIONS] VOLUME [VOLUME...]", Min(1)),
+        "volume inspect" => ("[OPTIONS] VOLUME [VOLUME...]", Min(1)),
+        "network create" => ("[OPTIONS] NETWORK", Exact(1)),
+        "network rm" => ("NETWORK [NETWORK...]", Min(1)),
+        "network inspect" => ("[OPTIONS] NETWORK [NETWORK...]", Min(1)),
         _ => match last {
             "run" | "create" => ("[OPTIONS] IMAGE [COMMAND] [ARG...]", Min(1)),
             "start" | "stop" | "restart" | "kill" | "rm" | "update" => {
@@ -52,6 +59,9 @@ fn table(path: &str) -> (&'static str, Arity) {
             "commit" => ("[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", Range(1, 2)),
             "load" | "events" | "info" | "version" | "prune" | "df" => ("[OPTIONS]", None),
             "login" => ("[OPTIONS] [SERVER]", Max(1)),
+            "port" => ("CONTAINER [PRIVATE_PORT[/PROTO]]", Range(1, 2)),
+            "connect" => ("[OPTIONS] NETWORK CONTAINER", Exact(2)),
+            "disconnect" => ("[OPTIONS] NETWORK CONTAINER", Exact(2)),
             "completion" => ("[bash|zsh|fish|powershell]", Exact(1)),
             "logout" => ("[SERVER]", Max(1)),
             _ => ("[OPTIONS]", Any),
@@ -70,7 +80,11 @@ fn command_path(args: &[String]) -> String {
             _ if a.starts_with('-') => i += 1,
             _ => {
                 words.push(a.to_string());
-                if !matches!(a, "container" | "image" | "system") || words.len() == 2 {
+                if !matches!(
+                    a,
+                    "container" | "image" | "system" | "volume" | "network" | "context"
+                ) || words.len() == 2
+                {
                     break;
                 }
                 i += 1;

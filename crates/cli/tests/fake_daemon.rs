@@ -235,7 +235,7 @@ fn serve(conn: UnixStream, routes: &HashMap<(String, String), Answer>, log: &Mut
     }
 }
 
-fn same(fake: &Fake, args: &[&str]) {
+fn same(fake: &Fake, args: &[&str]) -> Output {
     let b = fake.berth(args);
     let d = fake.docker(args);
     assert_eq!(
@@ -243,6 +243,7 @@ fn same(fake: &Fake, args: &[&str]) {
         (stdout(&d), stderr(&d), code(&d)),
         "{args:?}"
     );
+    b
 }
 
 const PULL: &str = r#"{"status":"Pulling from library/busybox","id":"latest"}
@@ -284,8 +285,16 @@ fn pull_events_diff_commit_match_docker_on_a_scripted_daemon() {
             json("{\"stream\":\"Loaded image: busybox:latest\\n\"}\n"),
         ),
     ]);
-    same(&fake, &["pull", "busybox"]);
-    same(&fake, &["pull", "-q", "busybox"]);
+    for args in [
+        &["pull", "busybox"][..],
+        &["pull", "-q", "busybox"],
+        &["diff", "web"],
+        &["events", "--since", "1764622800", "--until", "1764622802"],
+    ] {
+        let o = same(&fake, args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        assert!(!stdout(&o).is_empty(), "{args:?}");
+    }
     let pulls = fake.seen("POST", "/images/create");
     assert!(
         pulls.iter().all(|p| p.query.contains("tag=latest")),
@@ -422,4 +431,110 @@ fn login_stores_credentials_as_docker_does_and_pull_sends_them() {
     let d = fake.docker_in(&["logout", "reg.example:5000"], &dcfg, b"");
     assert_eq!(stdout(&b), stdout(&d));
     assert_eq!(read(&bcfg)["auths"], read(&dcfg)["auths"]);
+}
+
+const VOLUMES: &str = r#"{"Volumes":[
+ {"Name":"data10","Driver":"local","Mountpoint":"/var/lib/berth/volumes/data10/_data","Scope":"local","Labels":{"team":"a"},"CreatedAt":"2026-12-01T10:00:00Z","Options":null},
+ {"Name":"data2","Driver":"local","Mountpoint":"/var/lib/berth/volumes/data2/_data","Scope":"local","Labels":null,"CreatedAt":"2026-12-01T10:00:00Z","Options":null}
+],"Warnings":[]}"#;
+
+const NETWORKS: &str = r#"[
+ {"Name":"bridge","Id":"0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9","Created":"2026-12-01T10:00:00Z","Scope":"local","Driver":"bridge","EnableIPv6":false,"Internal":false,"Labels":{}},
+ {"Name":"backend10","Id":"1a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9","Created":"2026-12-01T10:00:00Z","Scope":"local","Driver":"bridge","EnableIPv6":false,"Internal":true,"Labels":{"x":"y"}},
+ {"Name":"backend9","Id":"2a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9","Created":"2026-12-01T10:00:00Z","Scope":"local","Driver":"bridge","EnableIPv6":false,"Internal":false,"Labels":{}},
+ {"Name":"host","Id":"3a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9","Created":"2026-12-01T10:00:00Z","Scope":"local","Driver":"host","EnableIPv6":false,"Internal":false,"Labels":{}}
+]"#;
+
+const WEB: &str = r#"{"Id":"4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b","Name":"/web",
+ "NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8080"},{"HostIp":"::","HostPort":"8080"}],"443/tcp":[{"HostIp":"127.0.0.1","HostPort":"8443"}],"53/udp":null}}}"#;
+
+#[test]
+fn volumes_networks_and_ports_match_docker_on_a_scripted_daemon() {
+    let no_content = Answer {
+        status: 204,
+        content_type: "text/plain",
+        body: Vec::new(),
+    };
+    let fake = Fake::start(vec![
+        ("GET", "/volumes", json(VOLUMES)),
+        (
+            "POST",
+            "/volumes/create",
+            json(
+                r#"{"Name":"myvol","Driver":"local","Mountpoint":"/m","Scope":"local","Labels":{},"Options":{}}"#,
+            ),
+        ),
+        (
+            "GET",
+            "/volumes/myvol",
+            json(
+                r#"{"CreatedAt":"2026-12-01T10:00:00Z","Driver":"local","Labels":{"a":"b"},"Mountpoint":"/m","Name":"myvol","Options":{},"Scope":"local"}"#,
+            ),
+        ),
+        ("DELETE", "/volumes/myvol", no_content.clone()),
+        ("GET", "/networks", json(NETWORKS)),
+        (
+            "POST",
+            "/networks/create",
+            json(
+                r#"{"Id":"5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c","Warning":""}"#,
+            ),
+        ),
+        ("DELETE", "/networks/backend9", no_content),
+        ("GET", "/containers/web/json", json(WEB)),
+    ]);
+    for args in [
+        &["volume", "ls"][..],
+        &["volume", "ls", "-q"],
+        &[
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Labels}} {{.Mountpoint}}",
+        ],
+        &["volume", "create", "myvol"],
+        &["volume", "inspect", "myvol"],
+        &[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Mountpoint}} {{.Labels}}",
+            "myvol",
+        ],
+        &["volume", "rm", "myvol"],
+        &["volume", "rm", "nope"],
+        &["network", "ls"],
+        &["network", "ls", "-q"],
+        &[
+            "network",
+            "ls",
+            "--no-trunc",
+            "--format",
+            "{{.Name}} {{.Internal}} {{.Labels}}",
+        ],
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.9.0.0/24",
+            "--gateway",
+            "10.9.0.1",
+            "front",
+        ],
+        &["network", "rm", "backend9"],
+        &["port", "web"],
+        &["port", "web", "443"],
+        &["port", "web", "80/tcp"],
+        &["port", "web", "53/udp"],
+    ] {
+        let o = same(&fake, args);
+        let should_fail = args.contains(&"nope") || args.contains(&"53/udp");
+        assert_eq!(code(&o) != 0, should_fail, "{args:?}: {}", stderr(&o));
+    }
+    for create in fake.seen("POST", "/networks/create") {
+        let v: serde_json::Value = serde_json::from_slice(&create.body).expect("json");
+        assert_eq!(v["Name"], "front");
+        assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "10.9.0.0/24");
+        assert_eq!(v["IPAM"]["Config"][0]["Gateway"], "10.9.0.1");
+    }
 }

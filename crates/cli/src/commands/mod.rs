@@ -5,6 +5,7 @@
 pub mod container;
 pub mod context;
 pub mod image;
+pub mod resources;
 pub mod run;
 pub mod system;
 

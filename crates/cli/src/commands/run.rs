@@ -62,6 +62,68 @@ fn parse_ulimit(s: &str) -> Result<Value> {
     Ok(json!({"Name": name, "Soft": soft, "Hard": hard}))
 }
 
+/// `--mount type=bind,source=/a,target=/b,readonly` into a HostConfig.Mounts entry.
+fn parse_mount(spec: &str) -> Result<Value> {
+    let mut m = Map::new();
+    m.insert("Type".into(), json!("volume"));
+    let mut bind = Map::new();
+    let mut volume = Map::new();
+    let mut tmpfs = Map::new();
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        match k.trim().to_ascii_lowercase().as_str() {
+            "type" => {
+                m.insert("Type".into(), json!(v));
+            }
+            "source" | "src" => {
+                m.insert("Source".into(), json!(v));
+            }
+            "target" | "destination" | "dst" => {
+                m.insert("Target".into(), json!(v));
+            }
+            "readonly" | "ro" => {
+                m.insert("ReadOnly".into(), json!(v.is_empty() || v == "true" || v == "1"));
+            }
+            "bind-propagation" => {
+                bind.insert("Propagation".into(), json!(v));
+            }
+            "volume-nocopy" => {
+                volume.insert("NoCopy".into(), json!(v.is_empty() || v == "true"));
+            }
+            "tmpfs-size" => {
+                let bytes = crate::format::ram_in_bytes(v)
+                    .ok_or_else(|| CliError::other(format!("invalid tmpfs-size: {v}")))?;
+                tmpfs.insert("SizeBytes".into(), json!(bytes));
+            }
+            "tmpfs-mode" => {
+                let mode = u32::from_str_radix(v, 8)
+                    .map_err(|_| CliError::other(format!("invalid tmpfs-mode: {v}")))?;
+                tmpfs.insert("Mode".into(), json!(mode));
+            }
+            other => {
+                return Err(CliError::other(format!(
+                    "invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{other}' in '{part}'"
+                )))
+            }
+        }
+    }
+    if !m.contains_key("Target") {
+        return Err(CliError::other(format!(
+            "invalid argument \"{spec}\" for \"--mount\" flag: target is required"
+        )));
+    }
+    if !bind.is_empty() {
+        m.insert("BindOptions".into(), Value::Object(bind));
+    }
+    if !volume.is_empty() {
+        m.insert("VolumeOptions".into(), Value::Object(volume));
+    }
+    if !tmpfs.is_empty() {
+        m.insert("TmpfsOptions".into(), Value::Object(tmpfs));
+    }
+    Ok(Value::Object(m))
+}
+
 /// `-p [ip:][hostPort:]containerPort[/proto]` into (ExposedPorts key, PortBinding).
 fn parse_publish(s: &str) -> Result<(String, Value)> {
     let (spec, proto) = match s.rsplit_once('/') {
@@ -160,6 +222,13 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
 
     let mut host = Map::new();
     host.insert("Binds".into(), json!(a.volume));
+    let mut mounts = Vec::new();
+    for m in &a.mount {
+        mounts.push(parse_mount(m)?);
+    }
+    if !mounts.is_empty() {
+        host.insert("Mounts".into(), Value::Array(mounts));
+    }
     host.insert(
         "NetworkMode".into(),
         json!(a.network.clone().unwrap_or_else(|| "default".into())),
@@ -760,6 +829,12 @@ mod tests {
         assert_eq!(b["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
         assert_eq!(b["HostConfig"]["Ulimits"][0]["Hard"], 20);
         assert_eq!(b["HostConfig"]["Binds"], json!(["/a:/b:ro"]));
+        let m = parse_mount("type=bind,src=/x,dst=/y,readonly").expect("mount");
+        assert_eq!(
+            m,
+            json!({"Type": "bind", "Source": "/x", "Target": "/y", "ReadOnly": true})
+        );
+        assert!(parse_mount("type=bind,src=/x").is_err());
     }
 
     #[test]
