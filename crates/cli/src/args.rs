@@ -169,6 +169,7 @@ pub enum ContainerCommand {
     Diff(NameArg),
     Commit(CommitArgs),
     Update(UpdateArgs),
+    Port(PortArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
 }
@@ -389,6 +390,8 @@ pub struct ContextInspectArgs {
 pub enum SystemCommand {
     /// Show docker disk usage
     Df(DfArgs),
+    /// Remove unused data
+    Prune(SystemPruneArgs),
     Info(FormatArg),
     Events(EventsArgs),
 }
@@ -950,6 +953,21 @@ pub struct DfArgs {
     pub verbose: bool,
     #[arg(long)]
     pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SystemPruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// Remove all unused images not just dangling ones
+    #[arg(short = 'a', long = "all")]
+    pub all: bool,
+    /// Prune anonymous volumes
+    #[arg(long)]
+    pub volumes: bool,
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
 }
 
 #[derive(Args, Debug)]

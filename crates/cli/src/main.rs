@@ -159,6 +159,7 @@ fn dispatch(c: &mut Client, command: Command) -> client::Result<()> {
             ContainerCommand::Commit(a) => ct::commit(c, a),
             ContainerCommand::Update(a) => ct::update(c, a),
             ContainerCommand::Prune(a) => ct::prune(c, a),
+            ContainerCommand::Port(a) => commands::resources::port(c, a),
         },
         Command::Image { command } => match command {
             ImageCommand::Ls(a) => im::images(c, a),
@@ -177,6 +178,7 @@ fn dispatch(c: &mut Client, command: Command) -> client::Result<()> {
         Command::Context { .. } | Command::Completion(_) => Ok(()),
         Command::System { command } => match command {
             SystemCommand::Df(a) => sys::df(c, a),
+            SystemCommand::Prune(a) => sys::prune(c, a),
             SystemCommand::Info(a) => sys::info(c, a),
             SystemCommand::Events(a) => sys::events(c, a),
         },

@@ -273,8 +273,61 @@ fn run_exit_codes_and_output_match_docker() {
         &["run", "--rm", "no-such-image-here"],
         &["run", "--rm", "--bogus-flag", "busybox"],
         &["container", "run", "--rm", "busybox", "true"],
+        &[
+            "run",
+            "--rm",
+            "--env-file",
+            "ENVFILE",
+            "-e",
+            "C=3",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A $B $C",
+        ],
     ] {
+        let envfile = e.dir.join("env.list");
+        std::fs::write(&envfile, "# comment\nA=1\n\nB=two words\n").expect("env file");
+        let envfile = envfile.to_string_lossy().to_string();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "ENVFILE" { envfile.as_str() } else { a })
+            .collect();
+        let args = &args[..];
         same(&e, args);
+    }
+}
+
+#[test]
+fn prune_commands_match_docker() {
+    let e = Engine::start();
+    for args in [
+        &["container", "prune", "-f"][..],
+        &["image", "prune", "-f"],
+        &["system", "prune", "-f"],
+    ] {
+        // The same starting point for each CLI: two stopped containers.
+        e.ok(&["container", "prune", "-f"]);
+        e.ok(&["create", "busybox", "true"]);
+        e.ok(&["create", "busybox", "true"]);
+        let b = e.berth(args);
+        e.ok(&["container", "prune", "-f"]);
+        e.ok(&["create", "busybox", "true"]);
+        e.ok(&["create", "busybox", "true"]);
+        let d = e.docker(args);
+        assert_eq!(code(&b), code(&d), "{args:?}: {}", stderr(&b));
+        // Different containers went: compare with IDs masked.
+        let sorted = |s: String| {
+            let mut l: Vec<String> = mask_ids(&s).lines().map(String::from).collect();
+            l.sort();
+            l
+        };
+        assert_eq!(sorted(stdout(&b)), sorted(stdout(&d)), "{args:?}");
+        assert_eq!(
+            berth_as_docker(&stderr(&b)),
+            mask_ids(&stderr(&d)),
+            "{args:?}"
+        );
     }
 }
 

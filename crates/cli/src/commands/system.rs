@@ -685,6 +685,97 @@ pub fn logout(c: &mut Client, a: LogoutArgs) -> Result<()> {
     Ok(())
 }
 
+/// `system prune`: stopped containers, unused networks, dangling (or all unused)
+/// images, and with `--volumes` anonymous volumes, as docker reports them.
+pub fn prune(c: &mut Client, a: SystemPruneArgs) -> Result<()> {
+    let mut warning = String::from("WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n");
+    if a.volumes {
+        warning.push_str("  - all anonymous volumes not used by at least one container\n");
+    }
+    if a.all {
+        warning.push_str("  - all images without at least one container associated to them\n");
+    } else {
+        warning.push_str("  - all dangling images\n");
+    }
+    warning.push_str("  - unused build cache\n");
+    if !a.force && !super::container::confirm(warning.trim_end())? {
+        return Ok(());
+    }
+    let with = |extra: Option<String>| -> Result<String> {
+        let mut f = a.filter.clone();
+        f.extend(extra);
+        Ok(match filters_json(&f)? {
+            Some(j) => query(&[("filters", j)]),
+            None => String::new(),
+        })
+    };
+    // Docker's order; each part prints as it is done, and the first error ends it.
+    let mut space = 0f64;
+    let list = |v: &Value, k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let section = |title: &str, items: &[String]| -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        print(&format!("{title}\n{}\n\n", items.join("\n")))
+    };
+    let reclaimed = |v: &Value| {
+        v.get("SpaceReclaimed")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let containers = c.post_json(&format!("/containers/prune{}", with(None)?), None)?;
+    section(
+        "Deleted Containers:",
+        &list(&containers, "ContainersDeleted"),
+    )?;
+    space += reclaimed(&containers);
+    let networks = c.post_json(&format!("/networks/prune{}", with(None)?), None)?;
+    section("Deleted Networks:", &list(&networks, "NetworksDeleted"))?;
+    if a.volumes {
+        let v = c.post_json(&format!("/volumes/prune{}", with(None)?), None)?;
+        section("Deleted Volumes:", &list(&v, "VolumesDeleted"))?;
+        space += reclaimed(&v);
+    }
+    let dangling = format!("dangling={}", !a.all);
+    let images = c.post_json(&format!("/images/prune{}", with(Some(dangling))?), None)?;
+    let mut lines = Vec::new();
+    for item in images
+        .get("ImagesDeleted")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for (key, label) in [("Untagged", "untagged"), ("Deleted", "deleted")] {
+            if let Some(v) = item.get(key).and_then(Value::as_str) {
+                lines.push(format!("{label}: {v}"));
+            }
+        }
+    }
+    section("Deleted Images:", &lines)?;
+    space += reclaimed(&images);
+    let q = if a.all { "?all=1" } else { "" };
+    let cache = c.post_json(&format!("/build/prune{q}"), None)?;
+    section(
+        "Deleted build cache objects:",
+        &list(&cache, "CachesDeleted"),
+    )?;
+    space += reclaimed(&cache);
+    print(&format!(
+        "Total reclaimed space: {}\n",
+        crate::format::human_size(space)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
