@@ -16,8 +16,6 @@ mod usage;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use args::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use client::{CliError, Client};
 
@@ -25,7 +23,11 @@ fn main() -> ExitCode {
     // A closed stdout (`berth ps | head -1`) ends berth quietly, as it ends docker.
     // SAFETY: restoring the default disposition of one signal; no handler involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = match Cli::try_parse() {
+    let command = usage::docker_style(<Cli as clap::CommandFactory>::command());
+    let cli = match command
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };

@@ -69,6 +69,71 @@ fn table(path: &str) -> (&'static str, Arity) {
     }
 }
 
+/// Help laid out as Docker's: `Usage:  berth ps [OPTIONS]`, the description, then
+/// the options (or the subcommands of a management command).
+pub fn docker_style(cmd: clap::Command) -> clap::Command {
+    let abouts: std::collections::HashMap<String, String> = cmd
+        .get_subcommands()
+        .filter_map(|s| Some((s.get_name().to_string(), s.get_about()?.to_string())))
+        .collect();
+    style(cmd, "", &abouts)
+}
+
+fn style(
+    cmd: clap::Command,
+    parent: &str,
+    abouts: &std::collections::HashMap<String, String>,
+) -> clap::Command {
+    let name = cmd.get_name().to_string();
+    let path = if parent.is_empty() {
+        String::new()
+    } else if parent == "berth" {
+        name.clone()
+    } else {
+        format!("{parent} {name}")
+    };
+    let has_subcommands = cmd.get_subcommands().next().is_some();
+    let me = if path.is_empty() {
+        "berth".to_string()
+    } else {
+        path.clone()
+    };
+    let mut cmd = cmd.mut_subcommands(|sub| style(sub, &me, abouts));
+    if cmd.get_about().is_none() {
+        // `container ls` is `ps`, `image ls` is `images`, `image rm` is `rmi`.
+        let short = match (parent, name.as_str()) {
+            ("container", "ls") => "ps",
+            ("image", "ls") => "images",
+            ("image", "rm") => "rmi",
+            (_, n) => n,
+        };
+        if let Some(about) = abouts.get(short) {
+            cmd = cmd.about(about.clone());
+        }
+    }
+    if has_subcommands {
+        let usage = if path.is_empty() {
+            "berth [OPTIONS] COMMAND".to_string()
+        } else {
+            format!("berth {path} COMMAND")
+        };
+        let more = if path.is_empty() {
+            "berth".to_string()
+        } else {
+            format!("berth {path}")
+        };
+        cmd = cmd.override_usage(usage).help_template(format!(
+            "Usage:  {{usage}}\n\n{{about}}\n\nCommands:\n{{subcommands}}\n\nOptions:\n{{options}}\n\nRun '{more} COMMAND --help' for more information on a command.\n"
+        ));
+    } else if !path.is_empty() {
+        let (usage, _) = table(&path);
+        cmd = cmd
+            .override_usage(format!("berth {path} {usage}"))
+            .help_template("Usage:  {usage}\n\n{about}\n\nOptions:\n{options}\n");
+    }
+    cmd
+}
+
 /// The command path from the raw arguments: `ps`, `container ls`, `image rm`.
 fn command_path(args: &[String]) -> String {
     let mut words = Vec::new();
