@@ -19,6 +19,7 @@ struct Answer {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
 }
 
 fn json(body: &str) -> Answer {
@@ -26,6 +27,7 @@ fn json(body: &str) -> Answer {
         status: 200,
         content_type: "application/json",
         body: body.as_bytes().to_vec(),
+        headers: Vec::new(),
     }
 }
 
@@ -209,6 +211,7 @@ fn serve(conn: UnixStream, routes: &HashMap<(String, String), Answer>, log: &Mut
                 } else {
                     b"OK".to_vec()
                 },
+                headers: Vec::new(),
             }
         } else {
             routes
@@ -218,18 +221,27 @@ fn serve(conn: UnixStream, routes: &HashMap<(String, String), Answer>, log: &Mut
                     status: 404,
                     content_type: "application/json",
                     body: format!("{{\"message\":\"page not found: {}\"}}", req.path).into_bytes(),
+                    headers: Vec::new(),
                 })
         };
+        let req_is_head = req.method == "HEAD";
         if let Ok(mut l) = log.lock() {
             l.push(req);
         }
+        let extra: String = answer
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let head = format!(
-            "HTTP/1.1 {} X\r\nApi-Version: 1.50\r\nDocker-Experimental: false\r\nOstype: linux\r\nServer: fake\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {} X\r\nApi-Version: 1.50\r\nDocker-Experimental: false\r\nOstype: linux\r\nServer: fake\r\nContent-Type: {}\r\n{extra}Content-Length: {}\r\n\r\n",
             answer.status,
             answer.content_type,
             answer.body.len()
         );
-        if w.write_all(head.as_bytes()).is_err() || w.write_all(&answer.body).is_err() {
+        // A HEAD answer has headers only.
+        let body: &[u8] = if req_is_head { &[] } else { &answer.body };
+        if w.write_all(head.as_bytes()).is_err() || w.write_all(body).is_err() {
             return;
         }
     }
@@ -342,6 +354,7 @@ fn save_and_export_write_what_the_daemon_sends() {
         status: 200,
         content_type: "application/x-tar",
         body: body.to_vec(),
+        headers: Vec::new(),
     };
     let fake = Fake::start(vec![
         ("GET", "/images/get", tar(leaked)),
@@ -454,6 +467,7 @@ fn volumes_networks_and_ports_match_docker_on_a_scripted_daemon() {
         status: 204,
         content_type: "text/plain",
         body: Vec::new(),
+        headers: Vec::new(),
     };
     let fake = Fake::start(vec![
         ("GET", "/volumes", json(VOLUMES)),
@@ -537,4 +551,82 @@ fn volumes_networks_and_ports_match_docker_on_a_scripted_daemon() {
         assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "10.9.0.0/24");
         assert_eq!(v["IPAM"]["Config"][0]["Gateway"], "10.9.0.1");
     }
+}
+
+#[test]
+fn cp_both_ways_as_docker_does() {
+    // A one-file archive, as GET /containers/{id}/archive?path=/etc/hostname answers.
+    let src = tempfile::tempdir().expect("tempdir");
+    std::fs::write(src.path().join("hostname"), "web\n").expect("file");
+    let tar_path = src.path().join("a.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(src.path())
+        .arg("-cf")
+        .arg(&tar_path)
+        .arg("hostname")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let archive = std::fs::read(&tar_path).expect("tar bytes");
+    let stat =
+        r#"{"name":"hostname","size":4,"mode":420,"mtime":"2026-12-01T10:00:00Z","linkTarget":""}"#;
+    let stat_header = {
+        let o = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                if let Some(mut i) = c.stdin.take() {
+                    i.write_all(stat.as_bytes())?;
+                }
+                c.wait_with_output()
+            })
+            .expect("base64");
+        stdout(&o)
+    };
+    let answer = |body: Vec<u8>| Answer {
+        status: 200,
+        content_type: "application/x-tar",
+        body,
+        headers: vec![("X-Docker-Container-Path-Stat", stat_header.clone())],
+    };
+    let fake = Fake::start(vec![
+        ("HEAD", "/containers/web/archive", answer(Vec::new())),
+        ("GET", "/containers/web/archive", answer(archive)),
+        ("PUT", "/containers/web/archive", json("")),
+    ]);
+    let out = tempfile::tempdir().expect("out dir");
+    for (who, name) in [("berth", "b"), ("docker", "d")] {
+        let dest = out.path().join(name);
+        let dest = dest.to_str().expect("utf-8");
+        let o = if who == "berth" {
+            fake.berth(&["cp", "web:/etc/hostname", dest])
+        } else {
+            fake.docker(&["cp", "web:/etc/hostname", dest])
+        };
+        assert_eq!(code(&o), 0, "{who}: {}", stderr(&o));
+        assert_eq!(
+            std::fs::read_to_string(dest).expect("copied"),
+            "web\n",
+            "{who}"
+        );
+        assert_eq!(stdout(&o), "", "{who}");
+    }
+    let b = fake.berth(&[
+        "cp",
+        "web:/etc/hostname",
+        out.path().to_str().expect("utf-8"),
+    ]);
+    let d = fake.docker(&[
+        "cp",
+        "web:/etc/hostname",
+        out.path().to_str().expect("utf-8"),
+    ]);
+    assert_eq!((stderr(&b), code(&b)), (stderr(&d), code(&d)));
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("hostname")).expect("into dir"),
+        "web\n"
+    );
 }
