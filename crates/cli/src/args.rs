@@ -533,10 +533,13 @@ pub struct RunArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
-    /// The image to run
+    /// IMAGE [COMMAND] [ARG...]: flags end at the image, as docker's do, so the
+    /// command's own flags (`sh -c …`) are never taken for ours.
+    #[arg(trailing_var_arg = true, required = true, value_name = "IMAGE")]
+    pub positional: Vec<String>,
+    #[arg(skip)]
     pub image: String,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(skip)]
     pub command: Vec<String>,
 }
 
@@ -674,8 +677,12 @@ pub struct ExecArgs {
     pub privileged: bool,
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,
+    /// CONTAINER COMMAND [ARG...]
+    #[arg(trailing_var_arg = true, required = true, num_args = 2.., value_name = "CONTAINER")]
+    pub positional: Vec<String>,
+    #[arg(skip)]
     pub container: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    #[arg(skip)]
     pub command: Vec<String>,
 }
 
@@ -835,9 +842,9 @@ pub struct RenameArgs {
 
 #[derive(Args, Debug)]
 pub struct TopArgs {
-    pub container: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub ps_options: Vec<String>,
+    /// CONTAINER [ps OPTIONS]
+    #[arg(trailing_var_arg = true, required = true, value_name = "CONTAINER")]
+    pub positional: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -980,6 +987,26 @@ pub struct PruneArgs {
     pub all: bool,
     #[arg(long = "filter")]
     pub filter: Vec<String>,
+}
+
+impl RunArgs {
+    /// Splits IMAGE from COMMAND (clap holds them as one list).
+    pub fn split(mut self) -> RunArgs {
+        let mut rest = std::mem::take(&mut self.positional).into_iter();
+        self.image = rest.next().unwrap_or_default();
+        self.command = rest.collect();
+        self
+    }
+}
+
+impl ExecArgs {
+    /// Splits CONTAINER from COMMAND.
+    pub fn split(mut self) -> ExecArgs {
+        let mut rest = std::mem::take(&mut self.positional).into_iter();
+        self.container = rest.next().unwrap_or_default();
+        self.command = rest.collect();
+        self
+    }
 }
 
 #[cfg(test)]

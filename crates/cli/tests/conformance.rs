@@ -298,6 +298,125 @@ fn run_exit_codes_and_output_match_docker() {
     }
 }
 
+/// The same flags through both CLIs must give the daemon the same container: the
+/// create bodies berth builds are compared through what berthd stored.
+#[test]
+fn create_flags_reach_the_daemon_as_dockers_do() {
+    let e = Engine::start();
+    let flag_sets: &[&[&str]] = &[
+        &[
+            "-e",
+            "A=1",
+            "-l",
+            "x=y",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "--hostname",
+            "h1",
+        ],
+        &[
+            "--restart",
+            "on-failure:2",
+            "--init",
+            "-m",
+            "64m",
+            "--memory-swap",
+            "128m",
+        ],
+        &[
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            "--cpuset-cpus",
+            "0",
+            "--blkio-weight",
+            "300",
+        ],
+        &[
+            "--pids-limit",
+            "50",
+            "--cap-add",
+            "net_admin",
+            "--cap-drop",
+            "MKNOD",
+            "--read-only",
+        ],
+        &[
+            "--security-opt",
+            "no-new-privileges",
+            "--tmpfs",
+            "/run:size=1m",
+            "-v",
+            "/tmp:/h:ro",
+        ],
+        &[
+            "--ulimit",
+            "nofile=100:200",
+            "--stop-signal",
+            "SIGINT",
+            "--stop-timeout",
+            "5",
+        ],
+        &[
+            "-p",
+            "8080:80",
+            "--expose",
+            "90",
+            "--dns",
+            "1.1.1.1",
+            "--add-host",
+            "a:1.2.3.4",
+        ],
+        &["--entrypoint", "sh", "-v", "/anon", "--privileged", "-it"],
+    ];
+    // Fields only one side sends as a zero value; they change nothing.
+    let ignored = [
+        "Hostname",
+        "CpuCount",
+        "CpuPercent",
+        "IOMaximumBandwidth",
+        "IOMaximumIOps",
+        "DeviceRequests",
+        "KernelMemory",
+        "Runtime",
+        "StorageOpt",
+        "Sysctls",
+        "ArgsEscaped",
+        "MacAddress",
+        "NetworkDisabled",
+        "Shell",
+        "ConsoleSize",
+    ];
+    let normalized = |text: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(text).expect("inspect json");
+        if let Some(m) = v.as_object_mut() {
+            for k in ignored {
+                m.remove(k);
+            }
+        }
+        v
+    };
+    for flags in flag_sets {
+        let mut args = vec!["create"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "-c", "true"]);
+        let b = e.berth_stdin(&args, b"");
+        assert_eq!(code(&b), 0, "{flags:?}: {}", stderr(&b));
+        let d = e.docker(&args);
+        assert_eq!(code(&d), 0, "{flags:?}: {}", stderr(&d));
+        let (bid, did) = (stdout(&b).trim().to_string(), stdout(&d).trim().to_string());
+        for part in ["HostConfig", "Config"] {
+            let f = format!("{{{{json .{part}}}}}");
+            let bv = normalized(&e.ok(&["inspect", "-f", &f, &bid]));
+            let dv = normalized(&e.ok(&["inspect", "-f", &f, &did]));
+            assert_eq!(bv, dv, "{flags:?} {part}");
+        }
+    }
+}
+
 #[test]
 fn prune_commands_match_docker() {
     let e = Engine::start();

@@ -358,12 +358,16 @@ pub fn rename(c: &mut Client, a: RenameArgs) -> Result<()> {
 }
 
 pub fn top(c: &mut Client, a: TopArgs) -> Result<()> {
-    let q = if a.ps_options.is_empty() {
+    let (container, ps_options) = match a.positional.split_first() {
+        Some((c, rest)) => (c.clone(), rest.to_vec()),
+        None => return Err(CliError::other("'top' requires a container")),
+    };
+    let q = if ps_options.is_empty() {
         String::new()
     } else {
-        query(&[("ps_args", a.ps_options.join(" "))])
+        query(&[("ps_args", ps_options.join(" "))])
     };
-    let v = c.get_json(&format!("/containers/{}/top{q}", encode(&a.container)))?;
+    let v = c.get_json(&format!("/containers/{}/top{q}", encode(&container)))?;
     let mut text = String::new();
     let titles: Vec<&str> = v
         .get("Titles")

@@ -37,6 +37,20 @@ pub fn restart_policy(s: &str) -> Result<Value> {
     Ok(json!({"Name": name, "MaximumRetryCount": count}))
 }
 
+/// Docker's NormalizeCapability: upper case, `CAP_` prefixed, `ALL` kept.
+fn normalize_caps(caps: &[String]) -> Vec<String> {
+    caps.iter()
+        .map(|c| {
+            let c = c.trim().to_uppercase();
+            if c == "ALL" || c.starts_with("CAP_") {
+                c
+            } else {
+                format!("CAP_{c}")
+            }
+        })
+        .collect()
+}
+
 fn split_kv(items: &[String]) -> Map<String, Value> {
     let mut m = Map::new();
     for l in items {
@@ -221,7 +235,16 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     }
 
     let mut host = Map::new();
-    host.insert("Binds".into(), json!(a.volume));
+    // `-v /data` is an anonymous volume (Config.Volumes); `-v src:dst[:opts]` a bind
+    // or named volume (HostConfig.Binds).
+    let (anonymous, binds): (Vec<&String>, Vec<&String>) =
+        a.volume.iter().partition(|v| !v.contains(':'));
+    let mut volumes = Map::new();
+    for v in anonymous {
+        volumes.insert(v.clone(), json!({}));
+    }
+    config.insert("Volumes".into(), Value::Object(volumes));
+    host.insert("Binds".into(), json!(binds));
     let mut mounts = Vec::new();
     for m in &a.mount {
         mounts.push(parse_mount(m)?);
@@ -239,8 +262,11 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     host.insert("AutoRemove".into(), json!(a.rm));
     host.insert("Privileged".into(), json!(a.privileged));
     host.insert("ReadonlyRootfs".into(), json!(a.read_only));
-    host.insert("CapAdd".into(), json!(a.cap_add));
-    host.insert("CapDrop".into(), json!(a.cap_drop));
+    host.insert("CapAdd".into(), json!(normalize_caps(&a.cap_add)));
+    host.insert("CapDrop".into(), json!(normalize_caps(&a.cap_drop)));
+    // Docker's CLI defaults, sent as it sends them.
+    host.insert("MemorySwappiness".into(), json!(-1));
+    host.insert("OomKillDisable".into(), json!(false));
     host.insert("SecurityOpt".into(), json!(a.security_opt));
     host.insert("Dns".into(), json!(a.dns));
     host.insert("ExtraHosts".into(), json!(a.add_host));
@@ -274,15 +300,14 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     if let Some(w) = a.blkio_weight {
         host.insert("BlkioWeight".into(), json!(w));
     }
-    if let Some(p) = a.pids_limit {
-        host.insert("PidsLimit".into(), json!(p));
-    }
-    if a.tty {
-        // The size at creation, so a program that asks at once sees it (API ≥ 1.42).
-        if let Some((h, w)) = term::size(1).or_else(|| term::size(0)) {
-            host.insert("ConsoleSize".into(), json!([h, w]));
-        }
-    }
+    host.insert("PidsLimit".into(), json!(a.pids_limit.unwrap_or(0)));
+    // The size at creation, so a program that asks at once sees it (API ≥ 1.42).
+    let size = if a.tty {
+        term::size(1).or_else(|| term::size(0)).unwrap_or((0, 0))
+    } else {
+        (0, 0)
+    };
+    host.insert("ConsoleSize".into(), json!([size.0, size.1]));
     let mut ulimits = Vec::new();
     for u in &a.ulimit {
         ulimits.push(parse_ulimit(u)?);
@@ -341,6 +366,7 @@ fn create(c: &mut Client, a: &RunArgs) -> Result<String> {
 }
 
 pub fn create_cmd(c: &mut Client, a: RunArgs) -> Result<()> {
+    let a = a.split();
     let id = create(c, &a)?;
     println!("{id}");
     Ok(())
@@ -369,6 +395,7 @@ fn check_tty(tty: bool, interactive: bool) -> Result<()> {
 }
 
 pub fn run(c: &mut Client, a: RunArgs) -> Result<()> {
+    let a = a.split();
     if !a.detach {
         check_tty(a.tty, a.interactive)?;
     }
@@ -709,6 +736,7 @@ pub fn attach(c: &mut Client, a: AttachArgs) -> Result<()> {
 }
 
 pub fn exec(c: &mut Client, a: ExecArgs) -> Result<()> {
+    let a = a.split();
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(read_env_file(f)?);
@@ -783,7 +811,7 @@ mod tests {
             Ok(crate::args::Cli {
                 command: crate::args::Command::Run(a),
                 ..
-            }) => a,
+            }) => a.split(),
             other => panic!("parse: {other:?}"),
         }
     }
