@@ -1038,9 +1038,24 @@ mod tests {
                 host,
                 ..
             }) => {
+                let a = a.split();
                 assert_eq!(host.as_deref(), Some("unix:///x"));
                 assert!(a.rm && a.interactive && a.tty);
+                assert_eq!(a.image, "busybox");
                 assert_eq!(a.command, vec!["ls", "-l"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // `-c` after the image is the command's, not --cpu-shares.
+        let cli = Cli::try_parse_from(["berth", "run", "busybox", "sh", "-c", "true"]);
+        match cli {
+            Ok(Cli {
+                command: Command::Run(a),
+                ..
+            }) => {
+                let a = a.split();
+                assert_eq!(a.command, vec!["sh", "-c", "true"]);
+                assert_eq!(a.cpu_shares, None);
             }
             other => panic!("{other:?}"),
         }
