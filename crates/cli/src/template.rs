@@ -16,6 +16,8 @@ pub const STRUCT_KEY: &str = "\u{1}fields";
 /// `map[]` or `<nil>`, and is null to `json`.
 pub const NIL_KEY: &str = "\u{1}nil";
 
+/// Marks an object that is a Go map: a missing key is `<no value>` in every mode.
+pub const MAP_KEY: &str = "\u{1}map";
 /// Lists the fields the typed view added (zero values): `json` leaves them out.
 pub const ADDED_KEY: &str = "\u{1}added";
 
@@ -138,9 +140,17 @@ struct Pipeline {
     cmds: Vec<Vec<Arg>>,
 }
 
+/// Where a field was written: for Go's `template: :LINE:COL: executing "" at <.X>`.
+#[derive(Debug, Clone, PartialEq)]
+struct Place {
+    line: usize,
+    col: usize,
+    text: String,
+}
+
 #[derive(Debug, Clone)]
 enum Arg {
-    Field(Vec<String>),
+    Field(Vec<String>, Place),
     Var(String, Vec<String>),
     Str(String),
     Num(Value),
@@ -152,7 +162,7 @@ enum Arg {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Field(Vec<String>),
+    Field(Vec<String>, usize),
     Var(String, Vec<String>),
     Str(String),
     Num(Value),
@@ -171,10 +181,16 @@ pub struct Template {
 }
 
 impl Template {
+    /// Parses a template; errors read as Go's (`template: :1: unclosed action`).
     pub fn parse(src: &str) -> Res<Template> {
+        Self::parse_inner(src).map_err(|e| format!("template: :1: {e}"))
+    }
+
+    fn parse_inner(src: &str) -> Res<Template> {
         let pieces = split_actions(src)?;
         let mut pos = 0;
-        let (nodes, end) = parse_list(&pieces, &mut pos)?;
+        let ctx = Source { src };
+        let (nodes, end) = parse_list(&ctx, &pieces, &mut pos)?;
         if let Some(e) = end {
             return Err(format!("unexpected {{{{{e}}}}}"));
         }
@@ -191,7 +207,26 @@ impl Template {
 
 enum Piece {
     Text(String),
-    Action(String),
+    /// The action's text and its byte offset in the template.
+    Action(String, usize),
+}
+
+/// The template text, to turn offsets into line:column.
+struct Source<'a> {
+    src: &'a str,
+}
+
+impl Source<'_> {
+    fn place(&self, offset: usize, text: &str) -> Place {
+        let before = self.src.get(..offset).unwrap_or(self.src);
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map(|i| offset - i - 1).unwrap_or(offset);
+        Place {
+            line,
+            col,
+            text: text.to_string(),
+        }
+    }
 }
 
 fn split_actions(src: &str) -> Res<Vec<Piece>> {
@@ -214,7 +249,11 @@ fn split_actions(src: &str) -> Res<Vec<Piece>> {
             action = &action[..action.len() - 1];
             rest = rest.trim_start();
         }
-        out.push(Piece::Action(action.trim().to_string()));
+        // Where the action's text starts in the template: everything before it is
+        // `src` less what remains from `inner` on.
+        let lead = action.len() - action.trim_start().len();
+        let offset = src.len() - inner.len() + lead;
+        out.push(Piece::Action(action.trim().to_string(), offset));
     }
     if !rest.is_empty() {
         out.push(Piece::Text(rest.to_string()));
@@ -252,29 +291,38 @@ fn find_action_end(s: &str) -> Option<usize> {
 }
 
 /// Parses nodes up to an `end`/`else` (returned) or the end of input.
-fn parse_list(pieces: &[Piece], pos: &mut usize) -> Res<(Vec<Node>, Option<String>)> {
+fn parse_list(
+    ctx: &Source<'_>,
+    pieces: &[Piece],
+    pos: &mut usize,
+) -> Res<(Vec<Node>, Option<String>)> {
     let mut nodes = Vec::new();
     while *pos < pieces.len() {
         let piece = &pieces[*pos];
         *pos += 1;
         match piece {
             Piece::Text(t) => nodes.push(Node::Text(t.clone())),
-            Piece::Action(a) => {
+            Piece::Action(a, offset) => {
                 let a = a.as_str();
                 if a.starts_with("/*") {
                     continue;
                 }
-                let (word, rest) = match a.find(|c: char| c.is_whitespace()) {
-                    Some(i) => (&a[..i], a[i..].trim()),
-                    None => (a, ""),
+                let (word, rest, rest_at) = match a.find(|c: char| c.is_whitespace()) {
+                    Some(i) => {
+                        let after = &a[i..];
+                        let skip = after.len() - after.trim_start().len();
+                        (&a[..i], after.trim(), i + skip)
+                    }
+                    None => (a, "", a.len()),
                 };
+                let rest_offset = offset + rest_at;
                 match word {
                     "end" => return Ok((nodes, Some("end".into()))),
                     "else" => return Ok((nodes, Some(format!("else {rest}").trim().to_string()))),
                     "if" | "range" | "with" => {
-                        nodes.push(parse_block(word, rest, pieces, pos)?);
+                        nodes.push(parse_block(ctx, word, rest, rest_offset, pieces, pos)?);
                     }
-                    _ => nodes.push(Node::Action(parse_pipeline(a)?)),
+                    _ => nodes.push(Node::Action(parse_pipeline(ctx, a, *offset)?)),
                 }
             }
         }
@@ -282,14 +330,21 @@ fn parse_list(pieces: &[Piece], pos: &mut usize) -> Res<(Vec<Node>, Option<Strin
     Ok((nodes, None))
 }
 
-fn parse_block(word: &str, rest: &str, pieces: &[Piece], pos: &mut usize) -> Res<Node> {
-    let pipe = parse_pipeline(rest)?;
-    let (body, end) = parse_list(pieces, pos)?;
+fn parse_block(
+    ctx: &Source<'_>,
+    word: &str,
+    rest: &str,
+    offset: usize,
+    pieces: &[Piece],
+    pos: &mut usize,
+) -> Res<Node> {
+    let pipe = parse_pipeline(ctx, rest, offset)?;
+    let (body, end) = parse_list(ctx, pieces, pos)?;
     let mut else_nodes = Vec::new();
     match end.as_deref() {
         Some("end") => {}
         Some("else") => {
-            let (e, end2) = parse_list(pieces, pos)?;
+            let (e, end2) = parse_list(ctx, pieces, pos)?;
             if end2.as_deref() != Some("end") {
                 return Err(format!("missing {{{{end}}}} for {word}"));
             }
@@ -303,7 +358,7 @@ fn parse_block(word: &str, rest: &str, pieces: &[Piece], pos: &mut usize) -> Res
                 "with"
             };
             let cond = &other[5 + inner_word.len()..];
-            else_nodes.push(parse_block(inner_word, cond.trim(), pieces, pos)?);
+            else_nodes.push(parse_block(ctx, inner_word, cond.trim(), 0, pieces, pos)?);
         }
         _ => return Err(format!("missing {{{{end}}}} for {word}")),
     }
@@ -321,8 +376,9 @@ fn field_path(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn lex(src: &str) -> Res<Vec<Tok>> {
+fn lex(src: &str, base: usize) -> Res<Vec<Tok>> {
     let chars: Vec<char> = src.chars().collect();
+    let bytes_at: Vec<usize> = src.char_indices().map(|(b, _)| b).collect();
     let mut toks = Vec::new();
     let mut i = 0;
     let ident_char = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
@@ -396,7 +452,8 @@ fn lex(src: &str) -> Res<Vec<Tok>> {
                     i += 1;
                 }
                 let s: String = chars[start..i].iter().collect();
-                toks.push(Tok::Field(field_path(&s)));
+                let at = base + bytes_at.get(start).copied().unwrap_or(0);
+                toks.push(Tok::Field(field_path(&s), at));
             }
             '$' => {
                 let start = i;
@@ -441,17 +498,17 @@ fn lex(src: &str) -> Res<Vec<Tok>> {
     Ok(toks)
 }
 
-fn parse_pipeline(src: &str) -> Res<Pipeline> {
-    let toks = lex(src)?;
+fn parse_pipeline(ctx: &Source<'_>, src: &str, base: usize) -> Res<Pipeline> {
+    let toks = lex(src, base)?;
     let mut pos = 0;
-    let p = parse_pipe_tokens(&toks, &mut pos)?;
+    let p = parse_pipe_tokens(ctx, &toks, &mut pos)?;
     if pos < toks.len() {
         return Err(format!("unexpected {:?} in operand", toks[pos]));
     }
     Ok(p)
 }
 
-fn parse_pipe_tokens(toks: &[Tok], pos: &mut usize) -> Res<Pipeline> {
+fn parse_pipe_tokens(ctx: &Source<'_>, toks: &[Tok], pos: &mut usize) -> Res<Pipeline> {
     let mut decl = Vec::new();
     // `$x := …` or `$k, $v := …`
     let mut look = *pos;
@@ -486,13 +543,13 @@ fn parse_pipe_tokens(toks: &[Tok], pos: &mut usize) -> Res<Pipeline> {
             }
             Tok::LParen => {
                 *pos += 1;
-                let inner = parse_pipe_tokens(toks, pos)?;
+                let inner = parse_pipe_tokens(ctx, toks, pos)?;
                 if toks.get(*pos) != Some(&Tok::RParen) {
                     return Err("unclosed left paren".into());
                 }
                 *pos += 1;
                 let mut fields = Vec::new();
-                if let Some(Tok::Field(f)) = toks.get(*pos) {
+                if let Some(Tok::Field(f, _)) = toks.get(*pos) {
                     if !f.is_empty() && src_adjacent() {
                         fields = f.clone();
                         *pos += 1;
@@ -500,8 +557,9 @@ fn parse_pipe_tokens(toks: &[Tok], pos: &mut usize) -> Res<Pipeline> {
                 }
                 cmd.push(Arg::Sub(Box::new(inner), fields));
             }
-            Tok::Field(f) => {
-                cmd.push(Arg::Field(f.clone()));
+            Tok::Field(f, at) => {
+                let text = format!(".{}", f.join("."));
+                cmd.push(Arg::Field(f.clone(), ctx.place(*at, &text)));
                 *pos += 1;
             }
             Tok::Var(n, f) => {
@@ -521,7 +579,8 @@ fn parse_pipe_tokens(toks: &[Tok], pos: &mut usize) -> Res<Pipeline> {
                     "true" => Arg::Bool(true),
                     "false" => Arg::Bool(false),
                     "nil" => Arg::Nil,
-                    _ => Arg::Ident(id.clone()),
+                    name if FUNCTIONS.contains(&name) => Arg::Ident(id.clone()),
+                    name => return Err(format!("function \"{name}\" not defined")),
                 });
                 *pos += 1;
             }
@@ -545,6 +604,72 @@ fn src_adjacent() -> bool {
 
 type Val = Option<Value>;
 type Vars = Vec<(String, Val)>;
+
+/// The functions a template may call (Go's builtins we carry, and Docker's).
+const FUNCTIONS: &[&str] = &[
+    "json", "upper", "lower", "title", "split", "join", "truncate", "pad", "println", "print",
+    "printf", "len", "index", "not", "and", "or", "eq", "ne", "lt", "le", "gt", "ge",
+];
+
+/// What a field that is not there means, as the Go type behind the data decides.
+#[derive(Clone, Copy)]
+pub enum Missing {
+    /// `<no value>` (Go's default for maps).
+    NoValue,
+    /// An error, as `missingkey=error` maps (docker inspect's fallback) give.
+    MapError,
+    /// An error naming the struct the row is (docker ps: `*formatter.ContainerContext`).
+    Struct(&'static str),
+}
+
+thread_local! {
+    static MISSING: std::cell::Cell<Missing> = const { std::cell::Cell::new(Missing::NoValue) };
+}
+
+pub fn set_missing(m: Missing) {
+    MISSING.with(|c| c.set(m));
+}
+
+/// A field path looked up as Go would for the current `Missing` mode.
+fn lookup_field(base: Val, path: &[String], place: &Place, at_root: bool) -> Res<Val> {
+    let mode = MISSING.with(|c| c.get());
+    let mut cur = base;
+    for (depth, key) in path.iter().enumerate() {
+        let next = match &cur {
+            Some(Value::Object(m)) => m.get(key).cloned(),
+            _ => return lookup(cur, &path[depth..]),
+        };
+        let is_go_map = cur
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.contains_key(MAP_KEY));
+        if next.is_none() && is_go_map {
+            return Ok(None);
+        }
+        if next.is_none() {
+            // Go places a chained field's error at the segment that failed.
+            let shift: usize = path[..depth].iter().map(|p| p.len() + 1).sum();
+            let at = format!(
+                "template: :{}:{}: executing \"\" at <{}>:",
+                place.line,
+                place.col + shift,
+                place.text
+            );
+            match mode {
+                Missing::NoValue => return Ok(None),
+                Missing::MapError => {
+                    return Err(format!("{at} map has no entry for key \"{key}\""))
+                }
+                Missing::Struct(ty) if depth == 0 && at_root => {
+                    return Err(format!("{at} can't evaluate field {key} in type {ty}"))
+                }
+                Missing::Struct(_) => return Ok(None),
+            }
+        }
+        cur = next;
+    }
+    Ok(cur)
+}
 
 fn exec_list(nodes: &[Node], dot: Option<&Value>, vars: &mut Vars, out: &mut String) -> Res<()> {
     for node in nodes {
@@ -682,7 +807,12 @@ fn go_type(v: &Value) -> &'static str {
 
 fn eval_arg(arg: &Arg, dot: Option<&Value>, vars: &mut Vars) -> Res<Val> {
     match arg {
-        Arg::Field(path) => lookup(dot.cloned(), path),
+        Arg::Field(path, place) => {
+            // Only a row's own fields are struct fields; deeper values are maps.
+            let at_root = matches!(MISSING.with(|c| c.get()), Missing::Struct(_))
+                && vars.first().is_some_and(|(_, root)| root.as_ref() == dot);
+            lookup_field(dot.cloned(), path, place, at_root)
+        }
         Arg::Var(name, path) => {
             let base = vars
                 .iter()
@@ -718,7 +848,9 @@ fn eval_command(cmd: &[Arg], dot: Option<&Value>, vars: &mut Vars, piped: Option
         }
         // Docker's list contexts have one method with an argument: `.Label "key"`,
         // answered from the row's "k=v,k2=v2" Labels.
-        Some(Arg::Field(path)) if path.last().is_some_and(|l| l == "Label") && cmd.len() == 2 => {
+        Some(Arg::Field(path, _))
+            if path.last().is_some_and(|l| l == "Label") && cmd.len() == 2 =>
+        {
             let base = lookup(dot.cloned(), &path[..path.len() - 1])?;
             let key = eval_arg(&cmd[1], dot, vars)?;
             let key = want_str(&key, "Label")?;
@@ -903,9 +1035,13 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
                 .ok_or("wrong number of args for index")?;
             for key in &args[1..] {
                 cur = match (&cur, key) {
-                    (Some(Value::Object(m)), Some(Value::String(k))) => {
-                        Some(m.get(k).cloned().unwrap_or(Value::Null))
-                    }
+                    (Some(Value::Object(m)), Some(Value::String(k))) => match m.get(k) {
+                        Some(v) => Some(v.clone()),
+                        // A typed Go map yields its element's zero value (these
+                        // are map[string]string); an untyped one <no value>.
+                        None if m.contains_key(MAP_KEY) => Some(Value::from("")),
+                        None => Some(Value::Null),
+                    },
                     (Some(Value::Array(a)), Some(Value::Number(n))) => {
                         let i = n.as_u64().unwrap_or(u64::MAX) as usize;
                         Some(a.get(i).cloned().ok_or_else(|| {

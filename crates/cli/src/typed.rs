@@ -229,6 +229,12 @@ fn walk(v: &Value, path: &mut Vec<String>) -> Value {
                         m.insert(crate::template::TIME_KEY.into(), Value::from(t.clone()));
                         out.insert(name.to_string(), Value::Object(m));
                     }
+                    Some(Value::Object(m)) if matches!(kind, Field::Map) => {
+                        // A Go map: a key it lacks is <no value>, never an error.
+                        let mut m = m.clone();
+                        m.insert(crate::template::MAP_KEY.into(), Value::Bool(true));
+                        out.insert(name.to_string(), Value::Object(m));
+                    }
                     Some(_) => {}
                 };
             for (pattern, fields) in NILABLE {

@@ -381,7 +381,16 @@ fn interactive_session_resize_detach_attach() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     drop(t);
-    let t = Tmux::new("at", 90, 25, &format!("{berth} attach inter2"));
+    let status_file = e.dir.join("attach.status");
+    let t = Tmux::new(
+        "at",
+        90,
+        25,
+        &format!(
+            "sh -c '{berth} attach inter2; echo $? > {}'",
+            status_file.display()
+        ),
+    );
     std::thread::sleep(std::time::Duration::from_millis(500));
     t.keys(&["echo again-$((1+1))", "Enter"]);
     t.expect("again-2");
@@ -395,8 +404,8 @@ fn interactive_session_resize_detach_attach() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let status = t.run(&["display-message", "-p", "-t", "t", "#{pane_dead_status}"]);
-    assert_eq!(status.trim(), "3");
+    let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+    assert_eq!(status.trim(), "3", "{}", t.screen());
     assert_eq!(
         e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "inter2"]),
         "3\n"

@@ -191,7 +191,12 @@ pub fn ps(c: &mut Client, a: PsArgs) -> Result<()> {
         .as_array()
         .map(|l| l.iter().map(|x| ps_row(x, !a.no_trunc)).collect())
         .unwrap_or_default();
-    print(&render(&format, &ps_header(), &rows)?)
+    print(&super::render_rows(
+        &format,
+        &ps_header(),
+        &rows,
+        super::Rows::Containers,
+    )?)
 }
 
 pub fn stop(c: &mut Client, a: StopArgs, restart: bool) -> Result<()> {

@@ -129,7 +129,12 @@ pub fn images(c: &mut Client, a: ImagesArgs) -> Result<()> {
     } else {
         IMAGES_TABLE.to_string()
     };
-    print(&render(&format, &images_header(), &rows)?)
+    print(&super::render_rows(
+        &format,
+        &images_header(),
+        &rows,
+        super::Rows::Images,
+    )?)
 }
 
 /// `busybox` → `docker.io/library/busybox:latest`, as Docker's reference package does.

@@ -18,14 +18,51 @@ use crate::format::tabwrite;
 use crate::template::Template;
 
 pub fn parse_template(src: &str) -> Result<Template> {
-    Template::parse(src)
-        .map_err(|e| CliError::other(format!("template parsing error: template: :1: {e}")))
+    Template::parse(src).map_err(|e| CliError::other(format!("template parsing error: {e}")))
+}
+
+/// Which Docker formatter a list is printed by: the Go type of its rows (named in
+/// errors) and how its template errors are worded.
+#[derive(Clone, Copy)]
+pub enum Rows {
+    Containers,
+    Images,
+    Other(&'static str),
+}
+
+impl Rows {
+    fn type_name(self) -> &'static str {
+        match self {
+            Rows::Containers => "*formatter.ContainerContext",
+            Rows::Images => "*formatter.imageContext",
+            Rows::Other(t) => t,
+        }
+    }
+
+    fn parse_error(self, e: String) -> CliError {
+        match self {
+            Rows::Containers => CliError::other(format!("failed to parse template: {e}")),
+            _ => CliError::other(format!("template parsing error: {e}")),
+        }
+    }
+
+    fn exec_error(self, e: String) -> CliError {
+        match self {
+            Rows::Containers => CliError::other(format!("failed to execute template: {e}")),
+            _ => CliError::other(format!("template parsing error: {e}")),
+        }
+    }
 }
 
 /// Renders rows as Docker's formatter does: `table …` prints a header row (the
 /// template run over the header names) and aligns columns; `json` prints one JSON
 /// object a line; anything else is a template run once per row.
 pub fn render(format: &str, header: &Value, rows: &[Value]) -> Result<String> {
+    render_rows(format, header, rows, Rows::Other("*formatter.Context"))
+}
+
+/// `render`, with the error wording and field checking of a given formatter.
+pub fn render_rows(format: &str, header: &Value, rows: &[Value], kind: Rows) -> Result<String> {
     let format = if format == "json" {
         "{{json .}}"
     } else {
@@ -39,8 +76,9 @@ pub fn render(format: &str, header: &Value, rows: &[Value]) -> Result<String> {
         .trim_matches(' ')
         .replace("\\t", "\t")
         .replace("\\n", "\n");
-    let tmpl = parse_template(&body)?;
+    let tmpl = Template::parse(&body).map_err(|e| kind.parse_error(e))?;
     crate::template::set_json_escape_html(true);
+    crate::template::set_missing(crate::template::Missing::Struct(kind.type_name()));
     let mut out = String::new();
     if is_table {
         // Docker runs the header with functions that pass their argument through.
@@ -51,13 +89,12 @@ pub fn render(format: &str, header: &Value, rows: &[Value]) -> Result<String> {
         out.push('\n');
     }
     for row in rows {
-        let line = tmpl
-            .execute(row)
-            .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?;
+        let line = tmpl.execute(row).map_err(|e| kind.exec_error(e))?;
         out.push_str(&line);
         out.push('\n');
     }
     crate::template::set_json_escape_html(false);
+    crate::template::set_missing(crate::template::Missing::NoValue);
     Ok(if is_table { tabwrite(&out) } else { out })
 }
 

@@ -70,7 +70,14 @@ fn inspect_one(c: &mut Client, name: &str, kind: Option<&str>, size: bool) -> Re
 pub fn inspect(c: &mut Client, a: InspectArgs, forced: Option<&str>) -> Result<()> {
     let kind = forced.or(a.kind.as_deref());
     let tmpl = match &a.format {
-        Some(f) if f != "json" => Some(parse_template(f)?),
+        Some(f) if f != "json" => match crate::template::Template::parse(f) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // docker inspect exits 64 for a template it cannot parse.
+                eprintln!("template parsing error: {e}");
+                return Err(CliError::Exit(64));
+            }
+        },
         _ => None,
     };
     let mut found = Vec::new();
@@ -95,11 +102,20 @@ pub fn inspect(c: &mut Client, a: InspectArgs, forced: Option<&str>) -> Result<(
         }
         match &tmpl {
             Some(t) => {
-                let text = t
-                    .execute(&crate::typed::view(&v))
-                    .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?;
-                out.push_str(&text);
-                out.push('\n');
+                crate::template::set_missing(crate::template::Missing::MapError);
+                let result = t.execute(&crate::typed::view(&v));
+                crate::template::set_missing(crate::template::Missing::NoValue);
+                match result {
+                    Ok(text) => {
+                        out.push_str(&text);
+                        out.push('\n');
+                    }
+                    Err(e) => {
+                        // docker has written the line's end before it fails.
+                        print(&format!("{out}\n"))?;
+                        return Err(CliError::other(format!("template parsing error: {e}")));
+                    }
+                }
             }
             None => docs.push(v),
         }
