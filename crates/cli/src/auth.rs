@@ -137,13 +137,18 @@ pub fn registry_header(store: &Store, reference: &str) -> String {
         .and_then(Value::as_str)
         .and_then(unbase64)
         .and_then(|b| String::from_utf8(b).ok());
+    // Docker's AuthConfig field order (a serde_json map would sort the keys).
+    let q = |s: &str| Value::from(s).to_string();
     let body = match decoded.as_deref().and_then(|s| s.split_once(':')) {
-        Some((user, password)) => {
-            json!({"username": user, "password": password, "serveraddress": server})
-        }
-        None => json!({}),
+        Some((user, password)) => format!(
+            "{{\"username\":{},\"password\":{},\"serveraddress\":{}}}",
+            q(user),
+            q(password),
+            q(&server)
+        ),
+        None => "{}".to_string(),
     };
-    base64(body.to_string().as_bytes(), true)
+    base64(body.as_bytes(), true)
 }
 
 #[cfg(test)]

@@ -142,6 +142,14 @@ impl Client {
         Ok(resp)
     }
 
+    /// The body of a GET as the daemon sent it, and parsed.
+    pub fn get_raw(&mut self, path: &str) -> Result<(Vec<u8>, Value)> {
+        let bytes = self.send("GET", path, &[], Body::Empty)?.bytes()?;
+        let v = serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::other(format!("cannot decode the daemon's answer: {e}")))?;
+        Ok((bytes, v))
+    }
+
     pub fn get_json(&mut self, path: &str) -> Result<Value> {
         let resp = self.send("GET", path, &[], Body::Empty)?;
         parse_json(resp)

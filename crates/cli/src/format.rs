@@ -70,6 +70,102 @@ pub fn tabwrite_with(text: &str, min_width: usize, padding: usize) -> String {
     out
 }
 
+/// `docker inspect`'s output: the daemon's documents as they came (key order
+/// kept), in a JSON array indented with four spaces, `<`, `>` and `&` escaped as
+/// Go's json.MarshalIndent of raw messages does.
+pub fn indent_raw(docs: &[Vec<u8>]) -> String {
+    if docs.is_empty() {
+        return "[]".into();
+    }
+    let mut joined = Vec::with_capacity(docs.iter().map(Vec::len).sum::<usize>() + docs.len() + 2);
+    joined.push(b'[');
+    for (i, d) in docs.iter().enumerate() {
+        if i > 0 {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(d);
+    }
+    joined.push(b']');
+    indent_json_text(&joined, "    ")
+}
+
+/// Go's json.Indent over JSON text: structure re-laid, strings copied.
+pub fn indent_json_text(src: &[u8], unit: &str) -> String {
+    let text = String::from_utf8_lossy(src);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(src.len() * 2);
+    let mut depth = 0usize;
+    let mut i = 0;
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str(unit);
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '"' => {
+                out.push('"');
+                i += 1;
+                while i < chars.len() {
+                    let c = chars[i];
+                    match c {
+                        '\\' => {
+                            out.push('\\');
+                            if let Some(n) = chars.get(i + 1) {
+                                out.push(*n);
+                            }
+                            i += 2;
+                            continue;
+                        }
+                        '"' => break,
+                        '<' => out.push_str("\\u003c"),
+                        '>' => out.push_str("\\u003e"),
+                        '&' => out.push_str("\\u0026"),
+                        '\u{2028}' => out.push_str("\\u2028"),
+                        '\u{2029}' => out.push_str("\\u2029"),
+                        c => out.push(c),
+                    }
+                    i += 1;
+                }
+                out.push('"');
+            }
+            '{' | '[' => {
+                // Empty containers stay as `{}` / `[]`.
+                let close = if c == '{' { '}' } else { ']' };
+                let mut j = i + 1;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&close) {
+                    out.push(c);
+                    out.push(close);
+                    i = j;
+                } else {
+                    out.push(c);
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Docker's `units.HumanDuration`.
 pub fn human_duration(secs: i64) -> String {
     let seconds = secs;
@@ -401,6 +497,16 @@ mod tests {
             ellipsis("abcdefghijklmnopqrstuvwxyz", 20),
             "abcdefghijklmnopqrs…"
         );
+    }
+
+    #[test]
+    fn raw_json_indent_keeps_order() {
+        let docs = vec![br#"{"Z":1,"A":{"b":[1, 2],"e":[],"o":{}},"s":"a<b"}"#.to_vec()];
+        assert_eq!(
+            indent_raw(&docs),
+            "[\n    {\n        \"Z\": 1,\n        \"A\": {\n            \"b\": [\n                1,\n                2\n            ],\n            \"e\": [],\n            \"o\": {}\n        },\n        \"s\": \"a\\u003cb\"\n    }\n]"
+        );
+        assert_eq!(indent_raw(&[]), "[]");
     }
 
     #[test]

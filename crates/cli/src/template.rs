@@ -5,7 +5,7 @@
 //! JSON: maps as `map[k:v]` with sorted keys, lists as `[a b]`, a missing key as
 //! `<no value>`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 type Res<T> = Result<T, String>;
 
@@ -63,43 +63,58 @@ fn is_marker_key(k: &str) -> bool {
     k.starts_with('\u{1}')
 }
 
-/// The value without markers: what `json` prints.
-fn plain(v: &Value) -> Value {
+/// JSON of a value as Go's encoder writes it: a typed struct's fields in
+/// declaration order (then any others), maps with sorted keys, markers left out.
+fn write_json(v: &Value, out: &mut String) {
     if nil_kind(v).is_some() {
-        return Value::Null;
+        out.push_str("null");
+        return;
     }
     if let Some(t) = time_of(v) {
-        return Value::from(t);
+        out.push_str(&Value::from(t).to_string());
+        return;
     }
     match v {
         Value::Object(m) => {
-            let added: Vec<&str> = m
-                .get(ADDED_KEY)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            // A struct's fields in declaration order, as Go marshals them.
-            let order: Vec<&str> = m
-                .get(STRUCT_KEY)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let keep = |k: &str| !is_marker_key(k) && !added.contains(&k);
-            let mut out = Map::new();
-            for k in &order {
-                if let Some(x) = m.get(*k).filter(|_| keep(k)) {
-                    out.insert((*k).to_string(), plain(x));
+            let list = |k: &str| -> Vec<&str> {
+                m.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default()
+            };
+            let added = list(ADDED_KEY);
+            let order = list(STRUCT_KEY);
+            let keep = |k: &str| !is_marker_key(k) && !added.contains(&k) && m.contains_key(k);
+            let mut keys: Vec<&str> = order.iter().copied().filter(|k| keep(k)).collect();
+            for k in m.keys() {
+                if keep(k) && !keys.contains(&k.as_str()) {
+                    keys.push(k);
                 }
             }
-            for (k, x) in m {
-                if keep(k) && !out.contains_key(k) {
-                    out.insert(k.clone(), plain(x));
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(*k).to_string());
+                out.push(':');
+                if let Some(x) = m.get(*k) {
+                    write_json(x, out);
                 }
             }
-            Value::Object(out)
+            out.push('}');
         }
-        Value::Array(a) => Value::Array(a.iter().map(plain).collect()),
-        other => other.clone(),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -941,7 +956,8 @@ fn call(name: &str, args: Vec<Val>) -> Res<Val> {
             arity(name, &args, 1)?;
             match &args[0] {
                 Some(v) => {
-                    let text = serde_json::to_string(&plain(v)).map_err(|e| e.to_string())?;
+                    let mut text = String::new();
+                    write_json(v, &mut text);
                     s(if ESCAPE_HTML.with(|c| c.get()) {
                         html_escape(text)
                     } else {

@@ -126,10 +126,27 @@ pub fn run(store: &Store, command: ContextCommand) -> Result<()> {
                     }
                     print(&out)
                 }
-                None => print(&format!(
-                    "{}\n",
-                    super::system::indent_json(&Value::Array(docs))
-                )),
+                None => {
+                    // Docker's field order: Name, Metadata, Endpoints, TLSMaterial, Storage.
+                    let raw: Vec<Vec<u8>> = docs
+                        .iter()
+                        .map(|d| {
+                            let field = |k: &str| {
+                                d.get(k).map(Value::to_string).unwrap_or_else(|| "null".into())
+                            };
+                            format!(
+                                "{{\"Name\":{},\"Metadata\":{},\"Endpoints\":{},\"TLSMaterial\":{},\"Storage\":{}}}",
+                                field("Name"),
+                                field("Metadata"),
+                                field("Endpoints"),
+                                field("TLSMaterial"),
+                                field("Storage")
+                            )
+                            .into_bytes()
+                        })
+                        .collect();
+                    print(&format!("{}\n", crate::format::indent_raw(&raw)))
+                }
             }
         }
     }

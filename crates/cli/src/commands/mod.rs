@@ -231,7 +231,7 @@ mod tests {
         let f = filters_json(&["status=running".into(), "name=a".into()]).expect("filters");
         assert_eq!(
             f.as_deref(),
-            Some(r#"{"status":{"running":true},"name":{"a":true}}"#)
+            Some(r#"{"name":{"a":true},"status":{"running":true}}"#)
         );
     }
 }

@@ -3,7 +3,6 @@
 use serde_json::{json, Map, Value};
 
 use super::container::confirm;
-use super::system::indent_json;
 use super::{filters_json, parse_template, print, render, str_field};
 use crate::args::*;
 use crate::client::{CliError, Client, Result};
@@ -152,10 +151,14 @@ fn inspect_named(c: &mut Client, base: &str, a: &InspectNamesArgs) -> Result<()>
         _ => None,
     };
     let mut docs = Vec::new();
+    let mut raw_docs = Vec::new();
     let mut errors = Vec::new();
     for n in &a.names {
-        match c.get_json(&format!("{base}/{}", encode(n))) {
-            Ok(v) => docs.push(v),
+        match c.get_raw(&format!("{base}/{}", encode(n))) {
+            Ok((raw, v)) => {
+                raw_docs.push(raw);
+                docs.push(v);
+            }
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -168,7 +171,7 @@ fn inspect_named(c: &mut Client, base: &str, a: &InspectNamesArgs) -> Result<()>
             }
             out
         }
-        None => format!("{}\n", indent_json(&Value::Array(docs))),
+        None => format!("{}\n", crate::format::indent_raw(&raw_docs)),
     };
     print(&out)?;
     for e in &errors {

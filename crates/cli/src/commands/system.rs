@@ -11,17 +11,6 @@ use crate::client::{CliError, Client, JsonStream, Result, CLIENT_API_VERSION};
 use crate::format::{self, tabwrite_with};
 use crate::http::{encode_path as encode, query};
 
-/// JSON indented with four spaces, as Docker's `json.Indent(…, "", "    ")`.
-pub fn indent_json(v: &Value) -> String {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    if v.serialize(&mut ser).is_err() {
-        return v.to_string();
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// JSON indented with tabs, as Docker writes config.json.
 pub fn indent_json_tabs(v: &Value) -> String {
     let mut out = Vec::new();
@@ -33,19 +22,24 @@ pub fn indent_json_tabs(v: &Value) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn inspect_one(c: &mut Client, name: &str, kind: Option<&str>, size: bool) -> Result<Value> {
+fn inspect_one(
+    c: &mut Client,
+    name: &str,
+    kind: Option<&str>,
+    size: bool,
+) -> Result<(Vec<u8>, Value)> {
     let n = encode(name);
     let container = |c: &mut Client| {
         let q = if size { "?size=1" } else { "" };
-        c.get_json(&format!("/containers/{n}/json{q}"))
+        c.get_raw(&format!("/containers/{n}/json{q}"))
     };
-    let image = |c: &mut Client| c.get_json(&format!("/images/{n}/json"));
+    let image = |c: &mut Client| c.get_raw(&format!("/images/{n}/json"));
     let not_found = |e: &CliError| matches!(e, CliError::Daemon { status: 404, .. });
     match kind {
         Some("container") => container(c),
         Some("image") => image(c),
-        Some("network") => c.get_json(&format!("/networks/{n}")),
-        Some("volume") => c.get_json(&format!("/volumes/{n}")),
+        Some("network") => c.get_raw(&format!("/networks/{n}")),
+        Some("volume") => c.get_raw(&format!("/volumes/{n}")),
         Some(other) => Err(CliError::other(format!(
             "\"{other}\" is not a valid value for --type"
         ))),
@@ -54,8 +48,8 @@ fn inspect_one(c: &mut Client, name: &str, kind: Option<&str>, size: bool) -> Re
                 let r = match attempt {
                     0 => container(c),
                     1 => image(c),
-                    2 => c.get_json(&format!("/volumes/{n}")),
-                    _ => c.get_json(&format!("/networks/{n}")),
+                    2 => c.get_raw(&format!("/volumes/{n}")),
+                    _ => c.get_raw(&format!("/networks/{n}")),
                 };
                 match r {
                     Err(e) if not_found(&e) => continue,
@@ -80,26 +74,18 @@ pub fn inspect(c: &mut Client, a: InspectArgs, forced: Option<&str>) -> Result<(
         },
         _ => None,
     };
-    let mut found = Vec::new();
-    let mut failed = false;
-    for name in &a.names {
-        match inspect_one(c, name, kind, a.size) {
-            Ok(v) => found.push(v),
-            Err(e) => {
-                failed = true;
-                // Docker prints all errors after the output.
-                found.push(json!({"__berth_error": e.to_string()}));
-            }
-        }
-    }
     let mut out = String::new();
     let mut errors = Vec::new();
-    let mut docs = Vec::new();
-    for v in found {
-        if let Some(e) = v.get("__berth_error").and_then(Value::as_str) {
-            errors.push(e.to_string());
-            continue;
-        }
+    let mut raw_docs = Vec::new();
+    for name in &a.names {
+        let (raw, v) = match inspect_one(c, name, kind, a.size) {
+            Ok(found) => found,
+            Err(e) => {
+                // Docker prints all errors after the output.
+                errors.push(e.to_string());
+                continue;
+            }
+        };
         match &tmpl {
             Some(t) => {
                 crate::template::set_missing(crate::template::Missing::MapError);
@@ -117,18 +103,18 @@ pub fn inspect(c: &mut Client, a: InspectArgs, forced: Option<&str>) -> Result<(
                     }
                 }
             }
-            None => docs.push(v),
+            None => raw_docs.push(raw),
         }
     }
     if tmpl.is_none() {
-        out = indent_json(&Value::Array(docs));
+        out = format::indent_raw(&raw_docs);
         out.push('\n');
     }
     print(&out)?;
-    for e in errors {
+    for e in &errors {
         eprintln!("{e}");
     }
-    if failed {
+    if !errors.is_empty() {
         return Err(CliError::Exit(1));
     }
     Ok(())
@@ -812,14 +798,6 @@ mod tests {
         assert_eq!(
             event_line(&ev),
             "1970-01-01T00:00:01.000000001Z container start abc (image=busybox, name=x)"
-        );
-    }
-
-    #[test]
-    fn inspect_indent() {
-        assert_eq!(
-            indent_json(&json!([{"A": []}])),
-            "[\n    {\n        \"A\": []\n    }\n]"
         );
     }
 }
