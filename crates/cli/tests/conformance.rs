@@ -188,6 +188,7 @@ fn ps_images_inspect_logs_match_docker() {
         &["exec", "sleeper", "no-such-command"],
         &["exec", "no-such-container", "true"],
         &["top", "sleeper", "-o", "pid,comm"],
+        &["stats", "--no-stream"],
         &["logs", "--since", "1h", "failing"],
         // Go's typed structs: struct printing, zero values, field order in json.
         &["inspect", "-f", "{{.State}}", "sleeper"],

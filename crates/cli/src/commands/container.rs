@@ -418,11 +418,16 @@ pub fn stats(c: &mut Client, a: StatsArgs) -> Result<()> {
     loop {
         let mut rows = Vec::new();
         for n in &names {
-            let s = c.get_json(&format!(
+            match c.get_json(&format!(
                 "/containers/{}/stats?stream=0&one-shot=1",
                 encode(n)
-            ))?;
-            rows.push(stats_row(&s, n, !a.no_trunc));
+            )) {
+                Ok(s) => rows.push(stats_row(&s, n, !a.no_trunc)),
+                // docker shows a container whose stats it cannot read as dashes.
+                Err(_) => rows.push(json!({"Container": n, "ID": "", "Name": "--",
+                    "CPUPerc": "--", "MemUsage": "-- / --", "MemPerc": "--", "NetIO": "--",
+                    "BlockIO": "--", "PIDs": "--"})),
+            }
         }
         let table = render(&format, &header, &rows)?;
         if a.no_stream {
