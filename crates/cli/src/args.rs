@@ -26,6 +26,9 @@ pub struct Cli {
     /// Set the logging level
     #[arg(short = 'l', long = "log-level")]
     pub log_level: Option<String>,
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -23,6 +23,15 @@ fn main() -> ExitCode {
     // A closed stdout (`berth ps | head -1`) ends berth quietly, as it ends docker.
     // SAFETY: restoring the default disposition of one signal; no handler involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // `docker --version` / `-v`: the client's version line, no daemon asked.
+    if wants_version(&std::env::args().collect::<Vec<_>>()) {
+        println!(
+            "berth version {}, build {}",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("BERTH_GIT_COMMIT").unwrap_or("unknown")
+        );
+        return ExitCode::SUCCESS;
+    }
     let command = usage::docker_style(<Cli as clap::CommandFactory>::command());
     let cli = match command
         .try_get_matches()
@@ -72,6 +81,20 @@ fn finish(result: client::Result<()>, is_run: bool, name: &str) -> ExitCode {
             }
         }
     }
+}
+
+/// `--version`/`-v` among the global flags, before any command.
+fn wants_version(args: &[String]) -> bool {
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--version" | "-v" => return true,
+            "-H" | "--host" | "-c" | "--context" | "-l" | "--log-level" | "--config" => i += 2,
+            a if a.starts_with('-') => i += 1,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn usage_error(e: clap::Error) -> ExitCode {

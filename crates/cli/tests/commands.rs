@@ -49,6 +49,20 @@ fn daemon_down_names_the_socket_and_how_to_start_berthd() {
 }
 
 #[test]
+fn version_flag_needs_no_daemon() {
+    let o = berth()
+        .args(["-H", "unix:///nonexistent.sock", "--version"])
+        .output()
+        .expect("berth");
+    // -H first: the flag is not the first argument, so clap sees it.
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("berth version "), "{}", stdout(&o));
+    let o = berth().arg("--version").output().expect("berth");
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).starts_with("berth version "));
+}
+
+#[test]
 fn host_flag_then_berth_host_then_docker_host() {
     let e = Engine::start();
     let bogus = "unix:///nonexistent/berth.sock";
