@@ -37,6 +37,46 @@ pub fn restart_policy(s: &str) -> Result<Value> {
     Ok(json!({"Name": name, "MaximumRetryCount": count}))
 }
 
+/// `--health-*` flags as Config.Healthcheck (durations in nanoseconds).
+fn health_config(a: &RunArgs) -> Result<Option<Value>> {
+    if a.no_healthcheck {
+        return Ok(Some(json!({"Test": ["NONE"]})));
+    }
+    let nanos = |v: &Option<String>, flag: &str| -> Result<i64> {
+        match v {
+            None => Ok(0),
+            Some(s) => crate::format::parse_go_duration(s)
+                .map(|secs| secs * 1_000_000_000)
+                .ok_or_else(|| CliError::other(format!("invalid argument \"{s}\" for \"--{flag}\" flag: time: invalid duration \"{s}\""))),
+        }
+    };
+    let interval = nanos(&a.health_interval, "health-interval")?;
+    let timeout = nanos(&a.health_timeout, "health-timeout")?;
+    let start = nanos(&a.health_start_period, "health-start-period")?;
+    let retries = a.health_retries.unwrap_or(0);
+    if a.health_cmd.is_none() && interval == 0 && timeout == 0 && start == 0 && retries == 0 {
+        return Ok(None);
+    }
+    let test = match &a.health_cmd {
+        Some(cmd) => json!(["CMD-SHELL", cmd]),
+        None => json!([]),
+    };
+    // Zero durations are left out, as Go's omitempty leaves them.
+    let mut h = Map::new();
+    h.insert("Test".into(), test);
+    for (k, v) in [
+        ("Interval", interval),
+        ("Timeout", timeout),
+        ("StartPeriod", start),
+        ("Retries", retries),
+    ] {
+        if v != 0 {
+            h.insert(k.into(), json!(v));
+        }
+    }
+    Ok(Some(Value::Object(h)))
+}
+
 /// Docker's NormalizeCapability: upper case, `CAP_` prefixed, `ALL` kept.
 fn normalize_caps(caps: &[String]) -> Vec<String> {
     caps.iter()
@@ -205,7 +245,18 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
             None => Value::Null,
         },
     );
-    let labels = split_kv(&a.label);
+    let mut label_lines = Vec::new();
+    for f in &a.label_file {
+        label_lines.extend(read_env_file(f)?);
+    }
+    label_lines.extend(a.label.iter().cloned());
+    let labels = split_kv(&label_lines);
+    if let Some(d) = &a.domainname {
+        config.insert("Domainname".into(), json!(d));
+    }
+    if let Some(h) = health_config(a)? {
+        config.insert("Healthcheck".into(), h);
+    }
     config.insert("Labels".into(), Value::Object(labels));
     if let Some(s) = &a.stop_signal {
         config.insert("StopSignal".into(), json!(s));
@@ -266,9 +317,71 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     host.insert("CapDrop".into(), json!(normalize_caps(&a.cap_drop)));
     // Docker's CLI defaults, sent as it sends them.
     host.insert("MemorySwappiness".into(), json!(-1));
-    host.insert("OomKillDisable".into(), json!(false));
+    host.insert("OomKillDisable".into(), json!(a.oom_kill_disable));
     host.insert("SecurityOpt".into(), json!(a.security_opt));
     host.insert("Dns".into(), json!(a.dns));
+    host.insert("DnsSearch".into(), json!(a.dns_search));
+    host.insert("DnsOptions".into(), json!(a.dns_option));
+    host.insert("VolumesFrom".into(), json!(a.volumes_from));
+    host.insert("Links".into(), json!(a.link));
+    host.insert("GroupAdd".into(), json!(a.group_add));
+    for (key, value) in [
+        ("PidMode", &a.pid),
+        ("IpcMode", &a.ipc),
+        ("UTSMode", &a.uts),
+        ("UsernsMode", &a.userns),
+        ("CgroupnsMode", &a.cgroupns),
+        ("CgroupParent", &a.cgroup_parent),
+        ("Runtime", &a.runtime),
+        ("CpusetMems", &a.cpuset_mems),
+    ] {
+        if let Some(v) = value {
+            host.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(s) = &a.shm_size {
+        host.insert("ShmSize".into(), json!(parse_bytes(s)?));
+    }
+    if let Some(m) = &a.memory_reservation {
+        host.insert("MemoryReservation".into(), json!(parse_bytes(m)?));
+    }
+    if let Some(p) = a.cpu_period {
+        host.insert("CpuPeriod".into(), json!(p));
+    }
+    if let Some(q) = a.cpu_quota {
+        host.insert("CpuQuota".into(), json!(q));
+    }
+    if let Some(o) = a.oom_score_adj {
+        host.insert("OomScoreAdj".into(), json!(o));
+    }
+    let mut devices = Vec::new();
+    for d in &a.device {
+        let parts: Vec<&str> = d.split(':').collect();
+        let (host_path, ctr_path, perms) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, c] if c.chars().all(|x| "rwm".contains(x)) => (*h, *h, *c),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, p] => (*h, *c, *p),
+            _ => {
+                return Err(CliError::other(format!(
+                    "invalid device specification: {d}"
+                )))
+            }
+        };
+        devices.push(json!({"PathOnHost": host_path, "PathInContainer": ctr_path,
+            "CgroupPermissions": perms}));
+    }
+    host.insert("Devices".into(), Value::Array(devices));
+    if !a.sysctl.is_empty() {
+        host.insert("Sysctls".into(), Value::Object(split_kv(&a.sysctl)));
+    }
+    if a.log_driver.is_some() || !a.log_opt.is_empty() {
+        host.insert(
+            "LogConfig".into(),
+            json!({"Type": a.log_driver.clone().unwrap_or_default(),
+                "Config": Value::Object(split_kv(&a.log_opt))}),
+        );
+    }
     host.insert("ExtraHosts".into(), json!(a.add_host));
     if !a.tmpfs.is_empty() {
         let mut t = Map::new();
@@ -362,7 +475,13 @@ fn create(c: &mut Client, a: &RunArgs) -> Result<String> {
             eprintln!("WARNING: {w}");
         }
     }
-    Ok(str_field(&created, "Id").to_string())
+    let id = str_field(&created, "Id").to_string();
+    if let Some(path) = &a.cidfile {
+        std::fs::write(path, &id).map_err(|e| {
+            CliError::other(format!("failed to write the container ID to the file: {e}"))
+        })?;
+    }
+    Ok(id)
 }
 
 pub fn create_cmd(c: &mut Client, a: RunArgs) -> Result<()> {
