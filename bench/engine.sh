@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-30}
 export DEBIAN_FRONTEND=noninteractive
-need="hyperfine docker.io busybox-static jq"
+need="hyperfine docker.io podman runc busybox-static jq bc"
 dpkg -s $need >/dev/null 2>&1 || { apt-get update -q; apt-get install -y -q $need; }
 cargo build --release -q -p berth-daemon -p berth-shim
 BIN=$PWD/target/release
@@ -23,6 +23,8 @@ cleanup() {
   set +e
   $B rm -f $($B ps -aq) >/dev/null 2>&1
   $D rm -f $($D ps -aq) >/dev/null 2>&1
+  podman --root $WORK/podman-root --runroot $WORK/podman-run rm -f -a >/dev/null 2>&1
+  podman --root $WORK/podman-root --runroot $WORK/podman-run system reset -f >/dev/null 2>&1
   [ -f $WORK/berthd.pid ] && kill "$(cat $WORK/berthd.pid)"
   [ -f $WORK/dockerd.pid ] && kill "$(cat $WORK/dockerd.pid)"
   sleep 2
@@ -93,14 +95,25 @@ for i in 1 2 3; do
   sp=$(ps -o ppid= -p $cpid | tr -d ' ')
   cshim_priv+=($(private_kb $sp)); cshim_rss+=($(rss_kb $sp))
 done
+# podman's conmon, the other anchor
+P="podman --root $WORK/podman-root --runroot $WORK/podman-run --cgroup-manager=cgroupfs --events-backend=file"
+$P import $WORK/busybox.tar busybox:latest >/dev/null 2>&1
+conmon_priv=()
+for i in 1 2 3; do
+  $P run -d --name idle$i --network none --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 busybox sleep 10000 >/dev/null 2>&1
+  cp=$($P inspect --format '{{.State.ConmonPid}}' idle$i 2>/dev/null || echo 0)
+  [ "$cp" -gt 0 ] 2>/dev/null && conmon_priv+=($(private_kb $cp))
+done
 med() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 echo "### Private memory per running container (Private_Clean + Private_Dirty, median of 3)"
 echo
-echo "| berth-shim | containerd-shim-runc-v2 | ratio | containerd-shim RSS |"
-echo "|---:|---:|---:|---:|"
-echo "| $(med "${shim_priv[@]}") kB | $(med "${cshim_priv[@]}") kB | **$(echo "scale=3; $(med "${shim_priv[@]}")/$(med "${cshim_priv[@]}")" | bc)×** | $(med "${cshim_rss[@]}") kB |"
+conmon_med=$(med "${conmon_priv[@]:-0}")
+echo "| berth-shim | containerd-shim-runc-v2 | ratio | podman's conmon | ratio | containerd-shim RSS |"
+echo "|---:|---:|---:|---:|---:|---:|"
+echo "| $(med "${shim_priv[@]}") kB | $(med "${cshim_priv[@]}") kB | **$(echo "scale=3; $(med "${shim_priv[@]}")/$(med "${cshim_priv[@]}")" | bc)×** | ${conmon_med:-?} kB | **$( [ "${conmon_med:-0}" -gt 0 ] && echo "scale=3; $(med "${shim_priv[@]}")/$conmon_med" | bc)×** | $(med "${cshim_rss[@]}") kB |"
 echo
 $B rm -f idle1 idle2 idle3 >/dev/null; $D rm -f idle1 idle2 idle3 >/dev/null
+$P rm -f -t 0 idle1 idle2 idle3 >/dev/null 2>&1 || true
 
 # 4. 100 run -d at 10 in parallel
 par() { local cli=$1; shift; seq 100 | xargs -P 10 -I{} sh -c "$cli run -d $* busybox sleep 1000 >/dev/null"; }

@@ -194,6 +194,18 @@ pub async fn handle(
             blocking(move || e.resize(&id, h, w)).await?;
             Ok(Response::Empty(200))
         }
+        (
+            _,
+            [_, "pause" | "unpause" | "rename" | "update" | "top" | "stats" | "changes" | "export"
+            | "archive"],
+        ) => match crate::container_ops::handle(engine, req, parts).await {
+            Some(r) => r,
+            None => Err(ApiError::not_found(format!(
+                "page not found: {} /containers/{}",
+                m,
+                parts.join("/")
+            ))),
+        },
         _ => Err(ApiError::not_found(format!(
             "page not found: {} /containers/{}",
             m,
@@ -204,8 +216,14 @@ pub async fn handle(
 
 async fn create(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(&req.body);
-    let body: CreateBody = serde::Deserialize::deserialize(&mut de)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let body: CreateBody = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            ApiError::bad_request(format!("invalid JSON: {}", e.inner()))
+        } else {
+            ApiError::bad_request(format!("invalid JSON at {path}: {}", e.inner()))
+        }
+    })?;
     let name = req.query.get("name").filter(|n| !n.is_empty()).cloned();
     let e = engine.clone();
     let c = blocking(move || e.create(name.as_deref(), body.config, body.host_config)).await?;
@@ -236,7 +254,7 @@ pub(crate) fn list_entry(c: &Container, now: i64) -> Value {
         "Status": c.status_text(now),
         "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "default" } else { &c.host_config.network_mode }},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": c.mount_points(),
     })
 }
 
@@ -630,7 +648,9 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
         Box::pin(async move {
             // Attach may come before start (docker run): wait until the shim is up.
             let mut shim = None;
-            for _ in 0..600 {
+            // The start that follows waits for us (the shim holds the program until
+            // we are connected): poll often at first, it is on the start's path.
+            for round in 0..1100u32 {
                 let state_dir = engine.config.state_dir(&id);
                 let client = berth_engine::shim_client::ShimClient::new(&id, &state_dir);
                 let attempt =
@@ -648,7 +668,8 @@ async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Respons
                 if gone {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let pause = if round < 500 { 2 } else { 50 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             if let Some(t) = ticket {
                 engine.attach_settled(&id, t);

@@ -43,51 +43,56 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
     match (req.method.as_str(), parts.as_slice()) {
         ("POST", [id, "start"]) => {
             let body: StartBody = parse_body(req)?;
-            let (e, key) = (engine.clone(), id.to_string());
-            let tty = body.tty;
-            let started = match blocking(move || e.exec_start(&key, tty)).await {
-                Ok(s) => s,
-                // As dockerd: the client has asked to hijack, so the failure is
-                // written into the stream and inspect reports the exit code.
-                Err(err) if !body.detach && err.status == 500 => {
-                    let mut text = err.message.clone().into_bytes();
-                    text.extend_from_slice(b"\r\n");
-                    let framed = body.tty != Some(true);
-                    return Ok(Response::Hijack {
-                        content_type: "application/vnd.docker.multiplexed-stream",
-                        handler: Box::new(move |mut conn| {
-                            Box::pin(async move {
-                                use tokio::io::AsyncWriteExt;
-                                let out = if framed {
-                                    crate::containers::frame(1, &text)
-                                } else {
-                                    text
-                                };
-                                let _ = conn.write_all(&out).await;
-                                let _ = conn.shutdown().await;
-                            })
-                        }),
-                    });
-                }
-                Err(err) => return Err(err),
-            };
+            let tty_asked = body.tty;
             if body.detach {
+                let (e, key) = (engine.clone(), id.to_string());
+                blocking(move || e.exec_start(&key, tty_asked)).await?;
                 return Ok(Response::Empty(200));
             }
-            let content_type = if started.tty {
-                "application/vnd.docker.raw-stream"
-            } else {
-                "application/vnd.docker.multiplexed-stream"
-            };
-            let stream = started.stream;
-            let detach = if started.tty {
+            // What can be refused is refused now, as an HTTP error; the process
+            // itself starts once the connection is hijacked, as in dockerd: a client
+            // that reads the 101 through a buffer (docker-py) would otherwise lose
+            // output that arrived with it.
+            let (e, key) = (engine.clone(), id.to_string());
+            let tty = blocking(move || e.exec_check_startable(&key, tty_asked)).await?;
+            let detach = if tty {
                 Some(crate::containers::detach_keys(req)?)
             } else {
                 None
             };
+            let content_type = if tty {
+                "application/vnd.docker.raw-stream"
+            } else {
+                "application/vnd.docker.multiplexed-stream"
+            };
+            let (e, key) = (engine.clone(), id.to_string());
             Ok(Response::Hijack {
                 content_type,
-                handler: Box::new(move |conn| Box::pin(splice(conn, stream, detach))),
+                handler: Box::new(move |mut conn| {
+                    Box::pin(async move {
+                        let started =
+                            tokio::task::spawn_blocking(move || e.exec_start(&key, tty_asked))
+                                .await;
+                        match started {
+                            Ok(Ok(s)) => splice(conn, s.stream, detach).await,
+                            Ok(Err(err)) => {
+                                // The failure goes into the stream; inspect reports
+                                // the exit code (126, or 127 for a missing command).
+                                use tokio::io::AsyncWriteExt;
+                                let mut text = err.to_string().into_bytes();
+                                text.extend_from_slice(b"\r\n");
+                                let out = if tty {
+                                    text
+                                } else {
+                                    crate::containers::frame(1, &text)
+                                };
+                                let _ = conn.write_all(&out).await;
+                                let _ = conn.shutdown().await;
+                            }
+                            Err(_) => {}
+                        }
+                    })
+                }),
             })
         }
         ("POST", [id, "resize"]) => {

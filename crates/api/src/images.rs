@@ -9,6 +9,7 @@ use berth_image::{ImageError, Images, ImportOptions};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::distribution::{self, RegistrySettings};
 use crate::error::ApiError;
 use crate::server::{Request, Response};
 
@@ -17,6 +18,8 @@ impl From<ImageError> for ApiError {
         match &e {
             ImageError::ImageNotFound(_) => ApiError::not_found(e.to_string()),
             ImageError::ManifestUnknown { .. } => ApiError::not_found(e.to_string()),
+            ImageError::Registry { status: 404, .. } => ApiError::not_found(e.to_string()),
+            ImageError::Unauthorized { .. } => ApiError::new(401, e.to_string()),
             ImageError::InvalidReference { .. }
             | ImageError::InvalidDigest(_)
             | ImageError::NoMatchingPlatform { .. } => ApiError::bad_request(e.to_string()),
@@ -40,13 +43,24 @@ async fn blocking<T: Send + 'static>(
 pub async fn handle(
     engine: &Arc<Engine>,
     images: &Arc<Images>,
+    registry: &Arc<RegistrySettings>,
     req: &Request,
     rest: &str,
 ) -> Result<Response, ApiError> {
     let m = req.method.as_str();
     match (m, rest) {
         ("GET", "json") => list(images, req).await,
-        ("POST", "create") => create(images, req).await,
+        ("POST", "create") => create(engine, images, registry, req).await,
+        ("POST", "load") => distribution::load(images, req).await,
+        ("GET", "get") => distribution::save(images, req.query_all("names")).await,
+        ("GET", r) if r.ends_with("/get") => {
+            let name = r.trim_end_matches("/get").to_string();
+            distribution::save(images, vec![name]).await
+        }
+        ("POST", r) if r.ends_with("/push") => {
+            let name = r.trim_end_matches("/push");
+            distribution::push(images, registry, req, name).await
+        }
         ("POST", "prune") => prune(engine, images).await,
         ("DELETE", name) if !name.is_empty() => remove(engine, images, req, name).await,
         ("GET", r) if r.ends_with("/json") => {
@@ -76,13 +90,25 @@ pub async fn handle(
                 format!("{repo}:{tag}")
             };
             let i = images.clone();
-            blocking(move || Ok(i.store().tag(&name, &target)?)).await?;
+            let id = blocking(move || {
+                i.store().tag(&name, &target)?;
+                Ok((i.resolve(&target)?.id.to_string(), target))
+            })
+            .await?;
+            image_event(engine, "tag", &id.0, &id.1);
             Ok(Response::Empty(201))
         }
         _ => Err(ApiError::not_found(format!(
             "page not found: {m} /images/{rest}"
         ))),
     }
+}
+
+/// An image event as dockerd sends it: the image ID (or reference) and its name.
+fn image_event(engine: &Engine, action: &str, id: &str, name: &str) {
+    let mut attrs = std::collections::BTreeMap::new();
+    attrs.insert("name".to_string(), name.to_string());
+    engine.events.publish("image", action, id, attrs);
 }
 
 fn secs(t: &Option<String>) -> i64 {
@@ -340,8 +366,14 @@ async fn remove(
     let out: Vec<Value> = items
         .into_iter()
         .map(|item| match item {
-            DeleteItem::Untagged(n) => json!({ "Untagged": n }),
-            DeleteItem::Deleted(d) => json!({ "Deleted": d.to_string() }),
+            DeleteItem::Untagged(n) => {
+                image_event(engine, "untag", &n, &n);
+                json!({ "Untagged": n })
+            }
+            DeleteItem::Deleted(d) => {
+                image_event(engine, "delete", &d.to_string(), &d.to_string());
+                json!({ "Deleted": d.to_string() })
+            }
         })
         .collect();
     Ok(Response::Json(200, Value::Array(out)))
@@ -383,17 +415,26 @@ pub fn message(v: Value) -> Bytes {
     Bytes::from(s)
 }
 
-async fn create(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError> {
+async fn create(
+    engine: &Engine,
+    images: &Arc<Images>,
+    registry: &Arc<RegistrySettings>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     if req.query.get("fromSrc").is_some_and(|s| !s.is_empty()) {
-        return import(images, req).await;
+        return import(engine, images, req).await;
     }
-    Err(ApiError::new(
-        501,
-        "pulling from a registry is not wired into berthd yet",
-    ))
+    if req.query.get("fromImage").is_some_and(|s| !s.is_empty()) {
+        return distribution::pull(images, registry, req).await;
+    }
+    Err(ApiError::bad_request("fromImage or fromSrc is required"))
 }
 
-async fn import(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError> {
+async fn import(
+    engine: &Engine,
+    images: &Arc<Images>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let src = req.query.get("fromSrc").cloned().unwrap_or_default();
     if src != "-" {
         return Err(ApiError::bad_request(format!(
@@ -429,6 +470,8 @@ async fn import(images: &Arc<Images>, req: &Request) -> Result<Response, ApiErro
         .ok_or_else(|| ApiError::bad_request("import needs a request body"))?;
     let i = images.clone();
     let record = blocking(move || Ok(i.import(&mut upload, &opts)?)).await?;
+    let name = record.repo_tags.first().cloned().unwrap_or_default();
+    image_event(engine, "import", &record.id.to_string(), &name);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let _ = tx.try_send(message(json!({"status": record.id.to_string()})));
     Ok(Response::Stream {

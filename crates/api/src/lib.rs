@@ -1,7 +1,9 @@
 //! The Docker Engine API over HTTP/1.1: paths, version negotiation, JSON errors.
 //! Handlers call a [`Backend`] (the engine); this crate knows HTTP, not containers.
 
+pub mod container_ops;
 pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod exec;
 pub mod images;

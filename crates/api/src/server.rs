@@ -29,6 +29,8 @@ pub struct Request {
     /// Every `key=value` pair in order (repeated keys: `changes`, `names`).
     pub query_pairs: Vec<(String, String)>,
     pub api_version: (u32, u32),
+    /// Request headers, names lowercased (`x-registry-auth`).
+    pub headers: HashMap<String, String>,
     pub body: Bytes,
     /// The body, unbuffered, for the routes that take archives (import, load, copy
     /// into a container, build): read it from a blocking task.
@@ -157,6 +159,14 @@ pub enum Response {
         content_type: &'static str,
         body: tokio::sync::mpsc::Receiver<Bytes>,
     },
+    /// A streamed (or, with no body, empty) answer with extra headers
+    /// (`X-Docker-Container-Path-Stat` of `docker cp`).
+    WithHeaders {
+        status: u16,
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    },
     /// Take over the connection (101 when the client asked for an upgrade).
     Hijack {
         content_type: &'static str,
@@ -171,6 +181,7 @@ impl std::fmt::Debug for Response {
             Response::Text(s, t) => write!(f, "Text({s}, {t:?})"),
             Response::Empty(s) => write!(f, "Empty({s})"),
             Response::Stream { status, .. } => write!(f, "Stream({status})"),
+            Response::WithHeaders { status, .. } => write!(f, "WithHeaders({status})"),
             Response::Hijack { .. } => write!(f, "Hijack"),
         }
     }
@@ -284,6 +295,16 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
         .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
     let on_upgrade = hyper::upgrade::on(&mut req);
     let method = req.method().as_str().to_string();
+    let headers: HashMap<String, String> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
+        .collect();
     let uri_path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
     let pairs = query_pairs(req.uri().query());
@@ -353,6 +374,7 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
         query,
         query_pairs: pairs,
         api_version,
+        headers,
         body,
         upload: std::sync::Mutex::new(upload),
     };
@@ -372,6 +394,23 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
             let stream = futures_stream(body);
             let mut r = respond(status, Some(content_type), Bytes::new());
             *r.body_mut() = stream.boxed();
+            r
+        }
+        Ok(Response::WithHeaders {
+            status,
+            content_type,
+            headers,
+            body,
+        }) => {
+            let mut r = respond(status, Some(content_type), Bytes::new());
+            for (name, value) in headers {
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&value) {
+                    r.headers_mut().insert(name, v);
+                }
+            }
+            if let Some(body) = body {
+                *r.body_mut() = futures_stream(body).boxed();
+            }
             r
         }
         Ok(Response::Hijack {

@@ -6,6 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_api::distribution::RegistrySettings;
 use berth_api::{ApiError, Backend, Request, Response};
 
 use berth_engine::engine::{Engine, EngineConfig};
@@ -66,6 +67,7 @@ pub struct DaemonBackend {
     pub config: DaemonConfig,
     pub engine: Arc<Engine>,
     pub images: Arc<Images>,
+    pub registry: Arc<RegistrySettings>,
 }
 
 impl Backend for DaemonBackend {
@@ -122,6 +124,9 @@ impl Backend for DaemonBackend {
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
                 (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
+                ("POST", "commit") if rest.is_empty() => {
+                    berth_api::container_ops::commit(&self.engine, &self.images, &req).await
+                }
                 ("GET", "system") if rest == "df" => {
                     berth_api::system::disk_usage(&self.engine, &self.images).await
                 }
@@ -129,7 +134,17 @@ impl Backend for DaemonBackend {
                     berth_api::system::events(&self.engine, &req).await
                 }
                 (_, "images") => {
-                    berth_api::images::handle(&self.engine, &self.images, &req, rest).await
+                    berth_api::images::handle(
+                        &self.engine,
+                        &self.images,
+                        &self.registry,
+                        &req,
+                        rest,
+                    )
+                    .await
+                }
+                ("POST", "auth") if rest.is_empty() => {
+                    berth_api::distribution::auth(&self.registry, &req).await
                 }
                 _ => Err(ApiError::not_found(format!(
                     "page not found: {} {}",
@@ -184,11 +199,7 @@ impl DaemonBackend {
             "ContainersStopped": containers.len() - running - paused,
             "Images": self.images.list().len(),
             "InsecureRegistries": c.insecure_registries,
-            "RegistryConfig": {
-                "InsecureRegistryCIDRs": [],
-                "IndexConfigs": {},
-                "Mirrors": c.registry_mirrors,
-            },
+            "RegistryConfig": berth_api::distribution::registry_info(&c.insecure_registries, &c.registry_mirrors),
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Runtimes": {"berth": {"path": "berth-runtime"}},
             "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
@@ -272,6 +283,20 @@ fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
     })
 }
 
+/// The registry client's settings from `insecure-registries`, `registry-mirrors`,
+/// `max-concurrent-downloads` and `max-concurrent-uploads`.
+fn registry_settings(c: &DaemonConfig) -> Result<RegistrySettings, DaemonError> {
+    let config = berth_image::registry::RegistryConfig::new()
+        .with_insecure_registries(&c.insecure_registries)
+        .and_then(|r| r.with_mirrors(&c.registry_mirrors))
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    Ok(RegistrySettings::new(
+        config,
+        c.max_concurrent_downloads as usize,
+        c.max_concurrent_uploads as usize,
+    ))
+}
+
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -326,10 +351,17 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     engine
         .restore()
         .map_err(|e| DaemonError::Start(e.to_string()))?;
+    // What a crash left of pulls and loads (blobs and layers no image or container
+    // uses) goes now.
+    images
+        .gc()
+        .map_err(|e| DaemonError::Start(format!("image garbage collection: {e}")))?;
+    let registry = Arc::new(registry_settings(&config)?);
     let backend: Arc<dyn Backend> = Arc::new(DaemonBackend {
         config,
         engine,
         images,
+        registry,
     });
     let mut tasks = Vec::new();
     for path in &sockets {

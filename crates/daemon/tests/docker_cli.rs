@@ -228,6 +228,34 @@ fn name_conflicts_and_bad_requests() {
         Some("{\"Image\": \"no-such-image\"}"),
     );
     assert_eq!(code, 404);
+    for (body, says) in [
+        (
+            r#"{"Image":"busybox","HostConfig":{"Memory":"abc"}}"#,
+            "HostConfig.Memory",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#,
+            "invalid restart policy",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CpusetCpus":"x-y"}}"#,
+            "Invalid value x-y for cpuset cpus",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":-5}}"#,
+            "Memory",
+        ),
+        (
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CapAdd":["CAP_NOPE"]}}"#,
+            "CAP_NOPE",
+        ),
+    ] {
+        let (code, reply) = d.api("POST", "/containers/create", Some(body));
+        assert_eq!(code, 400, "{body}: {reply}");
+        assert!(reply.contains(says), "{body}: {reply}");
+    }
+    let o = d.docker(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert!(!o.status.success());
     // Nothing was created by the failures; the daemon still serves.
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
 }
@@ -523,6 +551,27 @@ fn ps_filters_prune_and_events() {
         ["create", "attach", "start", "die", "destroy"],
         "{ev}"
     );
+    // Image events: tag and untag.
+    d.ok(&["tag", "busybox", "other:1"]);
+    d.ok(&["rmi", "other:1"]);
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        + 1)
+    .to_string();
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert!(ev.contains("tag other:1") && ev.contains("untag"), "{ev}");
     // A follower sees a new event as it happens.
     let mut follower = d
         .docker_cmd(&[
@@ -698,6 +747,113 @@ fn resources_and_security_flags() {
     assert!(out.contains('1'), "{out}");
     let out = d.ok(&["run", "--rm", "busybox", "cat", "/proc/timer_list"]);
     assert_eq!(out, "", "masked");
+    // Host paths: -v and --mount.
+    let host = d.dir.join("shared");
+    std::fs::create_dir_all(&host).expect("mkdir");
+    std::fs::write(host.join("f"), "from the host\n").expect("write");
+    let v = format!("{}:/data", host.display());
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", &v, "busybox", "cat", "/data/f"]),
+        "from the host\n"
+    );
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &v,
+        "busybox",
+        "sh",
+        "-c",
+        "echo back > /data/g",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("g")).ok().as_deref(),
+        Some("back\n")
+    );
+    let ro = format!("{v}:ro");
+    let o = d.docker(&["run", "--rm", "-v", &ro, "busybox", "touch", "/data/h"]);
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    let m = format!("type=bind,src={},dst=/m,readonly", host.display());
+    d.ok(&[
+        "run", "--name", "mounted", "--mount", &m, "busybox", "cat", "/m/f",
+    ]);
+    let mounts = d.ok(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{.Type}} {{.Destination}} {{.RW}}{{end}}",
+        "mounted",
+    ]);
+    assert_eq!(mounts.trim(), "bind /m false");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,src=/no/such/dir,dst=/m",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&o).contains("bind source path does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=tmpfs,dst=/t,tmpfs-size=2m",
+        "busybox",
+        "df",
+        "-k",
+        "/t",
+    ]);
+    assert!(out.contains(" 2048 "), "{out}");
+    // The kernel's OOM killer, reported.
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "8m",
+        "--memory-swap",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(o.status.code(), Some(137));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.OOMKilled}} {{.State.ExitCode}}",
+            "oom"
+        ])
+        .trim(),
+        "true 137"
+    );
+    // start -a attaches before the program runs, and exits with its code.
+    d.ok(&[
+        "create",
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "echo round; exit 5",
+    ]);
+    for _ in 0..2 {
+        let o = d.docker(&["start", "-a", "again"]);
+        assert_eq!(
+            (o.status.code(), text(&o)),
+            (Some(5), "round\n".to_string())
+        );
+    }
 }
 
 #[test]
@@ -815,9 +971,8 @@ fn logs_options() {
     let ts = d.ok(&["logs", "-t", "--tail", "1", "lg"]);
     assert!(ts.starts_with("20") && ts.ends_with("Z last\n"), "{ts}");
     assert_eq!(d.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "lg"]), "");
-    let recent = d.ok(&["logs", "--since", "1s", "lg"]);
-    assert!(
-        recent.contains("last") && !recent.contains("out1"),
-        "{recent}"
-    );
+    // --since the time of the last line (what -t showed): only that line.
+    let at = ts.split_whitespace().next().unwrap_or_default();
+    let o = d.docker(&["logs", "--since", at, "lg"]);
+    assert_eq!((text(&o).as_str(), stderr(&o).as_str()), ("last\n", ""));
 }

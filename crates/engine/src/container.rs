@@ -74,6 +74,32 @@ pub struct Container {
 }
 
 impl Container {
+    /// `Mounts` of inspect and list: the container's binds and tmpfs mounts.
+    pub fn mount_points(&self) -> serde_json::Value {
+        let mut out = Vec::new();
+        for b in &self.host_config.binds {
+            let parts: Vec<&str> = b.split(':').collect();
+            if parts.len() < 2 {
+                continue;
+            }
+            let mode = parts.get(2).copied().unwrap_or("");
+            let rw = !mode.split(',').any(|o| o == "ro");
+            out.push(serde_json::json!({
+                "Type": "bind", "Source": parts[0], "Destination": parts[1],
+                "Mode": mode, "RW": rw, "Propagation": "rprivate",
+            }));
+        }
+        for m in &self.host_config.mounts {
+            out.push(serde_json::json!({
+                "Type": m.typ, "Source": m.source, "Destination": m.target,
+                "Mode": "", "RW": !m.read_only,
+                "Propagation": m.bind_options.as_ref().map(|b| b.propagation.clone())
+                    .filter(|p| !p.is_empty()).unwrap_or_else(|| if m.typ == "bind" { "rprivate".into() } else { String::new() }),
+            }));
+        }
+        serde_json::Value::Array(out)
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }
@@ -109,7 +135,7 @@ impl Container {
                     "WorkDir": self.rootfs.work_dir,
                 }
             },
-            "Mounts": [],
+            "Mounts": self.mount_points(),
             "Config": self.config,
             "NetworkSettings": {
                 "Bridge": "",

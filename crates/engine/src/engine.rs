@@ -86,7 +86,7 @@ impl EngineConfig {
     pub fn state_dir(&self, id: &str) -> PathBuf {
         self.exec_root.join("containers").join(id)
     }
-    fn runtime_root(&self) -> PathBuf {
+    pub(crate) fn runtime_root(&self) -> PathBuf {
         self.exec_root.join("runtime")
     }
 }
@@ -175,7 +175,7 @@ impl Engine {
         })
     }
 
-    fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(id.to_string()).or_default().clone()
     }
@@ -216,6 +216,7 @@ impl Engine {
         if config.image.is_empty() {
             return Err(EngineError::Invalid("config.Image: no image given".into()));
         }
+        validate_host_config(&host)?;
         let image = self.images.resolve(&config.image).map_err(|e| match e {
             ImageServiceError::NotFound(_) => {
                 EngineError::NotFound(format!("No such image: {}", config.image))
@@ -307,7 +308,7 @@ impl Engine {
         Ok(record)
     }
 
-    fn save(&self, c: &Container) -> Result<()> {
+    pub(crate) fn save(&self, c: &Container) -> Result<()> {
         self.store.update(&c.id, c)?;
         self.notify();
         Ok(())
@@ -543,6 +544,15 @@ impl Engine {
         Ok(v.get("pid").and_then(|p| p.as_i64()).unwrap_or(0) as i32)
     }
 
+    /// For the container operations in [`crate::ops`].
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn image_service(&self) -> &Arc<dyn ImageService> {
+        &self.images
+    }
+
     /// A container event, with the attributes Docker gives it (image, name, labels).
     pub fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
         let mut attrs: std::collections::BTreeMap<String, String> = c
@@ -641,6 +651,9 @@ impl Engine {
     pub fn restore(self: &Arc<Self>) -> Result<()> {
         for c in self.list()? {
             if !c.state.running {
+                // A crash between mounting the rootfs and starting (or after an exit
+                // that was never recorded) leaves a mount nobody uses.
+                let _ = self.images.unmount_rootfs(&c.id);
                 continue;
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
@@ -729,6 +742,9 @@ impl Engine {
             )));
         }
         ShimClient::new(&c.id, &self.config.state_dir(&c.id)).kill(signal, false)?;
+        if signal == libc::SIGKILL {
+            self.thaw_after_signal(&c);
+        }
         self.container_event(&c, "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
@@ -800,6 +816,7 @@ impl Engine {
         if client.kill(signal, false).is_ok() {
             self.container_event(&c, "kill", &[("signal", signal.to_string())]);
         }
+        self.thaw_after_signal(&c);
         if secs >= 0 {
             let after = self.wait_stopped(
                 &c.id,
@@ -886,6 +903,7 @@ impl Engine {
             }
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
             let _ = client.kill(libc::SIGKILL, true);
+            self.thaw_after_signal(&c);
             self.wait_stopped(&c.id, Some(Instant::now() + Duration::from_secs(30)))?;
         }
         let lock = self.lock_for(&c.id);
@@ -920,6 +938,59 @@ impl Waiter<'_> {
     pub fn wait(self) -> Result<i32> {
         self.engine.wait_from(&self.id, self.condition, self.start)
     }
+}
+
+/// The HostConfig checks dockerd makes at create, with its messages.
+fn validate_host_config(h: &HostConfig) -> Result<()> {
+    let policy = &h.restart_policy;
+    match policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+            )))
+        }
+    }
+    if policy.maximum_retry_count < 0 {
+        return Err(EngineError::Invalid(
+            "invalid restart policy: maximum retry count cannot be negative".into(),
+        ));
+    }
+    if policy.maximum_retry_count > 0 && policy.name != "on-failure" {
+        return Err(EngineError::Invalid(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure', not '{}'",
+            policy.name
+        )));
+    }
+    if h.auto_remove && !matches!(policy.name.as_str(), "" | "no") {
+        return Err(EngineError::Invalid(
+            "can't create 'AutoRemove' container with restart policy".into(),
+        ));
+    }
+    for (field, value) in [
+        ("CpusetCpus", &h.cpuset_cpus),
+        ("CpusetMems", &h.cpuset_mems),
+    ] {
+        if !value.is_empty() && !valid_cpu_list(value) {
+            let what = if field == "CpusetCpus" {
+                "cpus"
+            } else {
+                "mems"
+            };
+            return Err(EngineError::Invalid(format!(
+                "Invalid value {value} for cpuset {what}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `0-2,4`: comma-separated numbers and ascending ranges.
+fn valid_cpu_list(s: &str) -> bool {
+    s.split(',').all(|part| match part.split_once('-') {
+        Some((a, b)) => matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= b),
+        None => part.parse::<u32>().is_ok(),
+    })
 }
 
 /// "SIGTERM", "TERM", "15" → 15.

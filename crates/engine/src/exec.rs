@@ -101,6 +101,22 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
     }
 
+    /// The checks of a start, made before the client's connection is taken over:
+    /// whether the exec will have a tty.
+    pub fn exec_check_startable(&self, id: &str, tty: Option<bool>) -> Result<bool> {
+        let exec = self.exec_get(id)?;
+        if exec.started {
+            return Err(EngineError::Conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
+        }
+        let c = self.get(&exec.container_id)?;
+        if !c.state.running {
+            return Err(self.not_running(&c.id));
+        }
+        Ok(tty.unwrap_or(exec.config.tty))
+    }
+
     /// `POST /exec/{id}/start`: runs the process in the container's shim.
     pub fn exec_start(&self, id: &str, tty: Option<bool>) -> Result<ExecStream> {
         let mut exec = self.exec_get(id)?;

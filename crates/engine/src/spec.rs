@@ -365,7 +365,7 @@ fn device_numbers(field: &'static str, path: &str) -> Result<(u64, u64, &'static
     Ok((libc::major(rdev) as u64, libc::minor(rdev) as u64, typ))
 }
 
-fn resources(host: &HostConfig, privileged: bool) -> Result<Value, SpecError> {
+pub(crate) fn resources(host: &HostConfig, privileged: bool) -> Result<Value, SpecError> {
     let mut r = json!({});
     r["devices"] = if privileged {
         json!([{"allow": true, "access": "rwm"}])
@@ -599,6 +599,78 @@ fn bind_mount(spec: &str) -> Result<Value, SpecError> {
 }
 
 /// Docker's defaults for `--tmpfs /path[:opts]`.
+/// One `--mount`: a bind (whose source must exist, as dockerd checks) or a tmpfs.
+fn api_mount(m: &crate::types::Mount) -> Result<Value, SpecError> {
+    let what = |msg: String| {
+        invalid(
+            "Mounts",
+            format!("invalid mount config for type \"{}\": {msg}", m.typ),
+        )
+    };
+    if !m.target.starts_with('/') {
+        return Err(what(format!(
+            "invalid mount path: '{}' mount path must be absolute",
+            m.target
+        )));
+    }
+    if m.target == "/" {
+        return Err(what(
+            "invalid specification: destination can't be '/'".into(),
+        ));
+    }
+    match m.typ.as_str() {
+        "bind" => {
+            if !m.source.starts_with('/') {
+                return Err(what(format!(
+                    "invalid mount path: '{}' mount path must be absolute",
+                    m.source
+                )));
+            }
+            let create = m.bind_options.as_ref().is_some_and(|b| b.create_mountpoint);
+            if !create && !std::path::Path::new(&m.source).exists() {
+                return Err(what(format!(
+                    "bind source path does not exist: {}",
+                    m.source
+                )));
+            }
+            let b = m.bind_options.clone().unwrap_or_default();
+            let mut options = vec![if b.non_recursive { "bind" } else { "rbind" }.to_string()];
+            options.push(if m.read_only { "ro" } else { "rw" }.to_string());
+            options.push(if b.propagation.is_empty() {
+                "rprivate".to_string()
+            } else {
+                b.propagation.clone()
+            });
+            Ok(
+                json!({"destination": m.target, "type": "bind", "source": m.source, "options": options}),
+            )
+        }
+        "tmpfs" => {
+            if !m.source.is_empty() {
+                return Err(what("source must not be specified".into()));
+            }
+            let mut opts = Vec::new();
+            if let Some(t) = &m.tmpfs_options {
+                if t.size_bytes > 0 {
+                    opts.push(format!("size={}", t.size_bytes));
+                }
+                if t.mode != 0 {
+                    opts.push(format!("mode={:o}", t.mode));
+                }
+            }
+            if m.read_only {
+                opts.push("ro".into());
+            }
+            tmpfs_mount(&m.target, &opts.join(","))
+        }
+        "volume" => Err(invalid(
+            "Mounts",
+            "named volumes are not supported yet; use type=bind with an absolute host path",
+        )),
+        other => Err(invalid("Mounts", format!("mount type unknown: {other:?}"))),
+    }
+}
+
 fn tmpfs_mount(path: &str, opts: &str) -> Result<Value, SpecError> {
     if !path.starts_with('/') {
         return Err(invalid(
@@ -663,6 +735,9 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
     }
     for b in &h.binds {
         mounts.push(bind_mount(b)?);
+    }
+    for m in &h.mounts {
+        mounts.push(api_mount(m)?);
     }
     let mut tmpfs: Vec<(&String, &String)> = h.tmpfs.iter().collect();
     tmpfs.sort();

@@ -101,12 +101,45 @@ pub struct ThrottleDevice {
     pub rate: u64,
 }
 
+/// One entry of `HostConfig.Mounts`, as the Engine API names it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Mount {
+    #[serde(rename = "Type")]
+    pub typ: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    pub consistency: String,
+    pub bind_options: Option<BindOptions>,
+    pub tmpfs_options: Option<TmpfsOptions>,
+    pub volume_options: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BindOptions {
+    pub propagation: String,
+    pub non_recursive: bool,
+    pub create_mountpoint: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    pub size_bytes: i64,
+    pub mode: u32,
+}
+
 /// `HostConfig`: what only the host decides.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub binds: Vec<String>,
+    /// `--mount` (bind and tmpfs here; named volumes have their own issue).
+    #[serde(deserialize_with = "null_as_default")]
+    pub mounts: Vec<Mount>,
     pub container_i_d_file: String,
     pub log_config: LogConfig,
     pub network_mode: String,

@@ -11,13 +11,18 @@
 //! - [`registry`]: the Distribution API v2 client (pull, push, auth, mirrors).
 //! - [`layer`]: unpacking layer blobs safely; diffs, `docker diff` and `docker export`.
 //! - [`service`]: [`Images`], the facade berthd uses: register, import, rootfs, GC.
+//! - [`pull`], [`push`]: `docker pull` and `docker push` over the registry client.
+//! - [`archive`]: `docker save` and `docker load` tarballs.
 //! - [`snapshot`]: overlay snapshots of layers and containers under `snapshots/`.
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 pub mod error;
 pub mod layer;
 pub mod model;
+pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod service;

@@ -346,6 +346,13 @@ impl Platform {
         Ok(p.normalized())
     }
 
+    /// Whether an image built for `image` serves where `self` is asked for (as an
+    /// index entry would be chosen): same OS, the architecture or a compatible one.
+    pub fn accepts(&self, image: &Platform) -> bool {
+        let image = image.normalized();
+        self.compatible().iter().any(|want| want.same(&image))
+    }
+
     fn same(&self, other: &Platform) -> bool {
         self.os == other.os
             && self.architecture == other.architecture

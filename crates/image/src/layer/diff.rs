@@ -268,6 +268,43 @@ pub fn export<W: Write>(rootfs: &Path, writer: W) -> Result<W> {
     write_tree(rootfs, writer, false)
 }
 
+/// `docker cp` out of a container: the object `name` in the directory `parent` (a
+/// file, a link, a device, or a whole tree), written into the tar as `as_name`. The
+/// object itself is never followed if it is a symlink; the walk below it is by fd.
+pub fn archive_entry<W: Write>(
+    parent: &Path,
+    name: &OsStr,
+    as_name: &Path,
+    writer: W,
+) -> Result<W> {
+    let dir = fs::open_dir_path(parent).map_err(|e| io_at(parent, "opening", e))?;
+    let cname = fs::cstring(name).map_err(|e| io_at(parent, "naming", e))?;
+    let st = fs::lstat_at(dir.as_fd(), &cname)
+        .map_err(|e| io_at(&parent.join(name), "lstat", e))?
+        .ok_or_else(|| {
+            io_at(
+                &parent.join(name),
+                "lstat",
+                io::Error::from(io::ErrorKind::NotFound),
+            )
+        })?;
+    let mut w = TarWriter {
+        builder: Builder::new(writer),
+        links: HashMap::new(),
+        overlay: false,
+        root: parent.to_path_buf(),
+    };
+    w.entry(dir.as_fd(), &cname, as_name, &st)?;
+    if is_dir(&st) {
+        let sub = fs::open_dir_at(dir.as_fd(), &cname)
+            .map_err(|e| io_at(&parent.join(name), "opening", e))?;
+        w.walk(sub.as_fd(), as_name)?;
+    }
+    w.builder
+        .into_inner()
+        .map_err(|e| io_at(parent, "finishing tar", e))
+}
+
 /// `docker diff`: the changes an upper directory makes over its lower layers
 /// (`lowers` topmost first), sorted by path.
 pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {

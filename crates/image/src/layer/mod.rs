@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-pub use diff::{changes, export, write_diff, Change, ChangeKind};
+pub use diff::{archive_entry, changes, export, write_diff, Change, ChangeKind};
 pub use stream::Compression;
 pub use unpack::unpack_layer;
 
@@ -60,6 +60,12 @@ pub struct UnpackOptions {
     pub devices: DevicePolicy,
     /// lchown entries to their uid/gid (only meaningful as root).
     pub preserve_ownership: bool,
+    /// Refuse to replace an existing directory with a non-directory or the other way
+    /// round (`docker cp`'s `noOverwriteDirNonDir`); layers replace freely.
+    pub no_overwrite_dir_non_dir: bool,
+    /// Read `.wh.` entries as overlay whiteouts (layers); `docker cp` uploads are
+    /// plain archives, where such names are files like any other.
+    pub whiteouts: bool,
 }
 
 /// 64 GiB: larger than any real image layer, small enough to stop a bomb before it
@@ -82,6 +88,8 @@ impl UnpackOptions {
                 DevicePolicy::Error
             },
             preserve_ownership: root,
+            no_overwrite_dir_non_dir: false,
+            whiteouts: true,
         }
     }
 

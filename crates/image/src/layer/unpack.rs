@@ -311,22 +311,28 @@ impl Unpacker<'_> {
         let name = name.clone();
         let parent = parent.to_vec();
         // AUFS hardlink directories and everything below them.
-        if comps.iter().any(|c| {
-            c.starts_with(AUFS_META_PREFIX.as_bytes()) && c.as_slice() != OPAQUE_WHITEOUT.as_bytes()
-        }) {
+        if self.opts.whiteouts
+            && comps.iter().any(|c| {
+                c.starts_with(AUFS_META_PREFIX.as_bytes())
+                    && c.as_slice() != OPAQUE_WHITEOUT.as_bytes()
+            })
+        {
             return Ok(());
         }
 
         let meta = self.metadata(&mut entry)?;
         let parent_fd = self.open_dir(&parent, true)?;
 
-        if name == OPAQUE_WHITEOUT.as_bytes() {
+        if self.opts.whiteouts && name == OPAQUE_WHITEOUT.as_bytes() {
             stats.whiteouts += 1;
             let key = cname(OVERLAY_OPAQUE_XATTR.as_bytes());
             return fs::fsetxattr(parent_fd.as_fd(), &key, b"y")
                 .map_err(|e| self.io_err(&raw_path, "marking directory opaque", e));
         }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(hidden) = name
+            .strip_prefix(WHITEOUT_PREFIX.as_bytes())
+            .filter(|_| self.opts.whiteouts)
+        {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(EntryError::Image(
                     self.opts
@@ -510,6 +516,14 @@ impl Unpacker<'_> {
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         if is_dir && keep_dir {
             return Ok(());
+        }
+        if self.opts.no_overwrite_dir_non_dir && is_dir != keep_dir {
+            let shown = String::from_utf8_lossy(raw_path);
+            return Err(EntryError::Image(ImageError::Other(if is_dir {
+                format!("cannot overwrite directory {shown:?} with non-directory")
+            } else {
+                format!("cannot overwrite non-directory {shown:?} with directory")
+            })));
         }
         if is_dir {
             // A cached fd may point into what is being removed.

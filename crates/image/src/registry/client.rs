@@ -262,6 +262,20 @@ impl Registry {
         Err(self.status_error(response, &what))
     }
 
+    /// `docker login`: `GET /v2/` with this registry's credentials (a token without
+    /// scope where the registry wants bearer tokens). Unauthorized if refused.
+    pub fn login(&self) -> Result<()> {
+        let endpoint = self.origin();
+        let base = self.base_url(endpoint)?;
+        let what = format!("login to {}", self.name);
+        let call = Call::new(Method::GET, format!("{base}/v2/"), Vec::new(), what.clone());
+        let response = self.send(endpoint, &call)?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            _ => Err(self.status_error(response, &what)),
+        }
+    }
+
     /// Fetches a manifest or index by tag or digest, verified against the digest asked
     /// for and against `Docker-Content-Digest`.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {

@@ -87,6 +87,80 @@ impl Phase {
     }
 }
 
+/// One line of Docker's JSON progress stream (`jsonmessage.JSONMessage`) as the
+/// library reports it; the API serialises it. Per-layer lines carry `id`, the
+/// overall ones (`Pulling from …`, `Digest: …`, `Status: …`) carry none or the tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub status: String,
+    pub id: Option<String>,
+    /// `progressDetail`: `Some` for per-layer lines (`{}` when there is no bar).
+    pub progress: Option<(u64, Option<u64>)>,
+    pub per_layer: bool,
+    /// `aux`: the push result (`{"Tag", "Digest", "Size"}`).
+    pub aux: Option<serde_json::Value>,
+}
+
+impl Message {
+    /// An overall status line.
+    pub fn status(status: impl Into<String>) -> Self {
+        Message {
+            status: status.into(),
+            id: None,
+            progress: None,
+            per_layer: false,
+            aux: None,
+        }
+    }
+
+    /// A status line about one thing named by `id` (the tag in `Pulling from`).
+    pub fn with_id(status: impl Into<String>, id: impl Into<String>) -> Self {
+        Message {
+            id: Some(id.into()),
+            ..Message::status(status)
+        }
+    }
+
+    /// A per-layer line of `phase` for the layer shown as `id` (12 hex characters).
+    pub fn layer(id: &str, phase: &Phase) -> Self {
+        Message {
+            status: phase.status(),
+            id: Some(id.to_string()),
+            progress: phase.progress(),
+            per_layer: true,
+            aux: None,
+        }
+    }
+
+    /// Docker's JSON shape of this line.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::Map::new();
+        if !self.status.is_empty() {
+            v.insert("status".into(), self.status.clone().into());
+        }
+        if self.per_layer || self.aux.is_some() {
+            let mut detail = serde_json::Map::new();
+            if let Some((current, total)) = self.progress {
+                detail.insert("current".into(), current.into());
+                if let Some(total) = total {
+                    detail.insert("total".into(), total.into());
+                }
+            }
+            v.insert("progressDetail".into(), detail.into());
+        }
+        if let Some(id) = &self.id {
+            v.insert("id".into(), id.clone().into());
+        }
+        if let Some(aux) = &self.aux {
+            v.insert("aux".into(), aux.clone());
+        }
+        v.into()
+    }
+}
+
+/// Where pull, push and load report their lines; called from several threads.
+pub type Progress<'a> = &'a (dyn Fn(Message) + Sync);
+
 #[cfg(test)]
 mod tests {
     use super::*;
