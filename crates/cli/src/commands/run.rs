@@ -661,18 +661,27 @@ fn session_with_proxy(
     let detached = Arc::new(AtomicBool::new(false));
     if let Some(path) = resize_path {
         let mut rc = c.clone();
-        let resize = move || {
-            if let Some((h, w)) = term::size(1).or_else(|| term::size(0)) {
-                let _ = rc.call("POST", &format!("{path}?h={h}&w={w}"));
+        let mut resize = move || -> bool {
+            match term::size(1).or_else(|| term::size(0)) {
+                Some((h, w)) => rc.call("POST", &format!("{path}?h={h}&w={w}")).is_ok(),
+                None => true,
             }
         };
         term::watch_resize();
-        let mut resize = resize;
-        resize();
-        std::thread::spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            if term::resized() {
-                resize();
+        std::thread::spawn(move || {
+            // As docker does: the process may not be there yet when the stream
+            // opens, so the first resize is retried with a growing pause.
+            for attempt in 0..10u64 {
+                if resize() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis((attempt + 1) * 10));
+            }
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if term::resized() {
+                    resize();
+                }
             }
         });
     }
