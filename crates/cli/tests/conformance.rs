@@ -577,3 +577,77 @@ fn version_server_part_matches_docker() {
         ],
     );
 }
+
+#[test]
+fn events_save_and_load_match_docker() {
+    let e = Engine::start();
+    e.ok(&["tag", "busybox", "again:1"]);
+    e.ok(&["run", "--rm", "--name", "ev", "busybox", "true"]);
+    e.ok(&["rmi", "again:1"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    for args in [
+        &["events", "--since", "0", "--until", now.as_str()][..],
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            now.as_str(),
+            "--filter",
+            "type=image",
+        ],
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            now.as_str(),
+            "--format",
+            "{{.Type}} {{.Action}}",
+        ],
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            now.as_str(),
+            "--format",
+            "{{json .}}",
+        ],
+    ] {
+        same(&e, args);
+    }
+    let b_tar = e.dir.join("b.tar");
+    let d_tar = e.dir.join("d.tar");
+    let b = e.berth(&["save", "-o", b_tar.to_str().expect("utf-8"), "busybox"]);
+    let d = e.docker(&["save", "-o", d_tar.to_str().expect("utf-8"), "busybox"]);
+    assert_eq!(
+        (code(&b), stdout(&b)),
+        (code(&d), stdout(&d)),
+        "{}",
+        stderr(&b)
+    );
+    let list = |p: &std::path::Path| {
+        let o = std::process::Command::new("tar")
+            .arg("-tf")
+            .arg(p)
+            .output()
+            .expect("tar -t");
+        stdout(&o)
+    };
+    assert_eq!(list(&b_tar), list(&d_tar));
+    e.ok(&["rmi", "busybox"]);
+    let b = e.berth(&["load", "-i", b_tar.to_str().expect("utf-8")]);
+    e.ok(&["rmi", "busybox"]);
+    let d = e.docker(&["load", "-i", d_tar.to_str().expect("utf-8")]);
+    assert_eq!(
+        (code(&b), stdout(&b), berth_as_docker(&stderr(&b))),
+        (code(&d), stdout(&d), stderr(&d))
+    );
+    assert!(stdout(&b).contains("busybox:latest"), "{}", stdout(&b));
+}

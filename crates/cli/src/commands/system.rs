@@ -494,7 +494,7 @@ pub fn events(c: &mut Client, a: EventsArgs) -> Result<()> {
         let ev = ev?;
         let line = match &tmpl {
             Some(t) => t
-                .execute(&ev)
+                .execute(&event_view(&ev))
                 .map_err(|e| CliError::other(format!("template: :1: executing \"\" {e}")))?,
             None => event_line(&ev),
         };
@@ -502,6 +502,27 @@ pub fn events(c: &mut Client, a: EventsArgs) -> Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// An event as Go's events.Message: `json` lists its fields in declaration order.
+fn event_view(ev: &Value) -> Value {
+    let order = |fields: &[&str]| Value::from(fields.to_vec());
+    let mut v = ev.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.insert(
+            crate::template::STRUCT_KEY.into(),
+            order(&[
+                "status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano",
+            ]),
+        );
+        if let Some(actor) = m.get_mut("Actor").and_then(Value::as_object_mut) {
+            actor.insert(
+                crate::template::STRUCT_KEY.into(),
+                order(&["ID", "Attributes"]),
+            );
+        }
+    }
+    v
 }
 
 /// Docker's default event line: time, type, action, actor ID, sorted attributes.
