@@ -976,3 +976,18 @@ fn logs_options() {
     let o = d.docker(&["logs", "--since", at, "lg"]);
     assert_eq!((text(&o).as_str(), stderr(&o).as_str()), ("last\n", ""));
 }
+
+#[test]
+fn console_size_is_set_before_the_program_runs() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create?name=sized",
+        Some(r#"{"Image":"busybox","Cmd":["stty","size"],"Tty":true,"HostConfig":{"ConsoleSize":[33,77]}}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    d.ok(&["start", "sized"]);
+    assert_eq!(d.ok(&["wait", "sized"]).trim(), "0");
+    assert_eq!(d.ok(&["logs", "sized"]).trim(), "33 77");
+}

@@ -512,6 +512,17 @@ impl Engine {
         if self.config.systemd_cgroup {
             cmd.arg("--systemd-cgroup");
         }
+        if let (true, Some([h, w])) = (
+            c.config.tty,
+            c.host_config
+                .console_size
+                .as_deref()
+                .and_then(|s| <[u16; 2]>::try_from(s).ok()),
+        ) {
+            if h > 0 && w > 0 {
+                cmd.arg("--console-size").arg(format!("{h}x{w}"));
+            }
+        }
         let attachers = self.take_pending_attach(&c.id);
         if attachers > 0 {
             cmd.arg("--attach-wait").arg(attachers.to_string());

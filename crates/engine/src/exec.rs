@@ -135,7 +135,21 @@ impl Engine {
         let client = ShimClient::new(&c.id, &state_dir);
         exec.started = true;
         let (pid, stream) = match client.exec(id, &process, tty, exec.config.attach_stdin) {
-            Ok(r) => r,
+            Ok(r) => {
+                // The terminal's initial size, when the client sent one.
+                if let (true, Some([h, w])) = (
+                    tty,
+                    exec.config
+                        .console_size
+                        .as_deref()
+                        .and_then(|s| <[u16; 2]>::try_from(s).ok()),
+                ) {
+                    if h > 0 && w > 0 {
+                        let _ = client.resize(h, w, Some(id));
+                    }
+                }
+                r
+            }
             Err(e) => {
                 let text = e.to_string();
                 exec.failed = Some(if text.contains("not found") { 127 } else { 126 });

@@ -137,6 +137,8 @@ pub struct TmpfsOptions {
 pub struct HostConfig {
     #[serde(deserialize_with = "null_as_default")]
     pub binds: Vec<String>,
+    /// The terminal's initial [height, width] for a tty container (the CLI sends it).
+    pub console_size: Option<Vec<u16>>,
     /// `--mount` (bind and tmpfs here; named volumes have their own issue).
     #[serde(deserialize_with = "null_as_default")]
     pub mounts: Vec<Mount>,

@@ -23,6 +23,8 @@ pub struct Options {
     /// Attach clients to wait for before the container's program runs (`docker run`
     /// attaches before it starts: output written before they connect would be lost).
     pub attach_wait: u32,
+    /// The pty's size before the program runs (`HEIGHTxWIDTH`, Docker's ConsoleSize).
+    pub console_size: Option<(u16, u16)>,
 }
 
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimError> {
@@ -38,6 +40,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
     let mut stdin_once = false;
     let mut systemd_cgroup = false;
     let mut attach_wait = 0;
+    let mut console_size = None;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -61,7 +64,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
             // Read in main before the arguments are parsed.
             "--ready-stdout" => {}
             "--id" | "--bundle" | "--state-dir" | "--runtime-root" | "--log-path"
-            | "--log-max-size" | "--log-max-file" | "--attach-wait" => {
+            | "--log-max-size" | "--log-max-file" | "--attach-wait" | "--console-size" => {
                 let value = match inline {
                     Some(v) => v,
                     None => args
@@ -80,6 +83,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
                         })?;
                         // Docker's -1 means unlimited.
                         log_max_size = u64::try_from(n).ok().filter(|n| *n > 0);
+                    }
+                    "--console-size" => {
+                        let parsed = value
+                            .split_once('x')
+                            .and_then(|(h, w)| Some((h.parse().ok()?, w.parse().ok()?)));
+                        console_size = Some(parsed.ok_or_else(|| {
+                            usage(format!("--console-size: not HEIGHTxWIDTH: {value:?}"))
+                        })?);
                     }
                     "--attach-wait" => {
                         attach_wait = value.parse().map_err(|_| {
@@ -111,6 +122,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, ShimErr
         stdin_once,
         systemd_cgroup,
         attach_wait,
+        console_size,
     })
 }
 

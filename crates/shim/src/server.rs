@@ -858,6 +858,10 @@ fn create_held(opts: &Options, global: &Global) -> Result<Started, ShimError> {
             return Err(e);
         }
     };
+    if let (Some(m), Some((h, w))) = (master.as_ref(), opts.console_size) {
+        // Before the program runs, so that its first look at the terminal is right.
+        let _ = sys::set_window_size(m, h, w);
+    }
     Ok(Started {
         held: created,
         pid,
