@@ -7,6 +7,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use berth_engine::engine::Engine;
+
 use base64::Engine as _;
 use berth_image::pull::PullOptions;
 use berth_image::push::PushOptions;
@@ -196,6 +198,7 @@ fn send_line(tx: &mpsc::Sender<Item>, line: Value) {
 
 /// `POST /images/create?fromImage=&tag=&platform=`: `docker pull`.
 pub async fn pull(
+    engine: &Arc<Engine>,
     images: &Arc<Images>,
     registry: &Arc<RegistrySettings>,
     req: &Request,
@@ -223,7 +226,7 @@ pub async fn pull(
     };
     // No tag and none in the name: `docker pull --all-tags`.
     let all_tags = tag.is_empty() && named.tag().is_none() && named.digest().is_none();
-    let images = images.clone();
+    let (images, engine) = (images.clone(), engine.clone());
     stream("application/json", json_error, move |tx| {
         let progress = |m: Message| send_line(tx, m.to_json());
         if all_tags {
@@ -231,6 +234,7 @@ pub async fn pull(
         } else {
             images.pull(&client, &reference, &options, &progress)?;
         }
+        image_event(&engine, "pull", &reference);
         Ok(())
     })
     .await
@@ -238,6 +242,7 @@ pub async fn pull(
 
 /// `POST /images/{name}/push?tag=`: `docker push`.
 pub async fn push(
+    engine: &Arc<Engine>,
     images: &Arc<Images>,
     registry: &Arc<RegistrySettings>,
     req: &Request,
@@ -249,13 +254,20 @@ pub async fn push(
     let options = PushOptions {
         max_concurrent_uploads: registry.max_concurrent_uploads,
     };
-    let (images, name) = (images.clone(), name.to_string());
+    let (images, name, engine) = (images.clone(), name.to_string(), engine.clone());
     stream("application/json", json_error, move |tx| {
         let result = images.push(&client, &name, tag.as_deref(), &options, &|m: Message| {
             send_line(tx, m.to_json())
         });
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let pushed = match &tag {
+                    Some(t) => format!("{name}:{t}"),
+                    None => name.clone(),
+                };
+                image_event(&engine, "push", &pushed);
+                Ok(())
+            }
             Err(berth_image::ImageError::ImageNotFound(n)) => Err(ApiError::not_found(format!(
                 "An image does not exist locally with the tag: {n}"
             ))),
@@ -322,14 +334,26 @@ pub async fn save(images: &Arc<Images>, names: Vec<String>) -> Result<Response, 
 }
 
 /// `POST /images/load?quiet=`: `docker load`.
-pub async fn load(images: &Arc<Images>, req: &Request) -> Result<Response, ApiError> {
+pub async fn load(
+    engine: &Arc<Engine>,
+    images: &Arc<Images>,
+    req: &Request,
+) -> Result<Response, ApiError> {
     let mut upload = req
         .take_upload()
         .ok_or_else(|| ApiError::bad_request("load needs a request body"))?;
-    let images = images.clone();
+    let (images, engine) = (images.clone(), engine.clone());
     stream("application/json", json_error, move |tx| {
         let loaded = images.load(&mut upload)?;
         for image in loaded {
+            let mut attrs = std::collections::BTreeMap::new();
+            attrs.insert(
+                "name".to_string(),
+                image.repo_tags.first().cloned().unwrap_or_default(),
+            );
+            engine
+                .events
+                .publish("image", "load", &image.id.to_string(), attrs);
             if image.repo_tags.is_empty() {
                 send_line(
                     tx,
@@ -343,6 +367,13 @@ pub async fn load(images: &Arc<Images>, req: &Request) -> Result<Response, ApiEr
         Ok(())
     })
     .await
+}
+
+/// A `pull` or `push` event: the reference is the actor, as dockerd reports it.
+fn image_event(engine: &Engine, action: &str, reference: &str) {
+    let mut attrs = std::collections::BTreeMap::new();
+    attrs.insert("name".to_string(), reference.to_string());
+    engine.events.publish("image", action, reference, attrs);
 }
 
 /// `POST /auth`: `docker login` checks the credentials against the registry.

@@ -51,7 +51,7 @@ pub async fn handle(
     match (m, rest) {
         ("GET", "json") => list(images, req).await,
         ("POST", "create") => create(engine, images, registry, req).await,
-        ("POST", "load") => distribution::load(images, req).await,
+        ("POST", "load") => distribution::load(engine, images, req).await,
         ("GET", "get") => distribution::save(images, req.query_all("names")).await,
         ("GET", r) if r.ends_with("/get") => {
             let name = r.trim_end_matches("/get").to_string();
@@ -59,7 +59,7 @@ pub async fn handle(
         }
         ("POST", r) if r.ends_with("/push") => {
             let name = r.trim_end_matches("/push");
-            distribution::push(images, registry, req, name).await
+            distribution::push(engine, images, registry, req, name).await
         }
         ("POST", "prune") => prune(engine, images).await,
         ("DELETE", name) if !name.is_empty() => remove(engine, images, req, name).await,
@@ -416,7 +416,7 @@ pub fn message(v: Value) -> Bytes {
 }
 
 async fn create(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     images: &Arc<Images>,
     registry: &Arc<RegistrySettings>,
     req: &Request,
@@ -425,7 +425,7 @@ async fn create(
         return import(engine, images, req).await;
     }
     if req.query.get("fromImage").is_some_and(|s| !s.is_empty()) {
-        return distribution::pull(images, registry, req).await;
+        return distribution::pull(engine, images, registry, req).await;
     }
     Err(ApiError::bad_request("fromImage or fromSrc is required"))
 }

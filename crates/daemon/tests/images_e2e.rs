@@ -433,6 +433,32 @@ fn push_pull_save_load_and_run_through_the_docker_cli() {
         "pulled then ran"
     );
 
+    // The image events of all that, in order.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        + 1)
+    .to_string();
+    let events = setup.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = events.lines().collect();
+    for wanted in ["import", "tag", "push", "untag", "pull", "load", "delete"] {
+        assert!(actions.contains(&wanted), "no {wanted} event in {events}");
+    }
+    let first_pull = actions.iter().position(|a| *a == "pull");
+    let first_load = actions.iter().position(|a| *a == "load");
+    assert!(first_pull < first_load, "{events}");
+
     // Errors as docker shows them.
     let missing = setup.docker(&["pull", &format!("{}/nothing:here", setup.registry_address)]);
     assert!(!missing.status.success());
