@@ -277,6 +277,13 @@ async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError>
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    let with_size = req.query_bool("size");
+    let image_sizes: std::collections::HashMap<String, u64> = if with_size {
+        let e = engine.clone();
+        blocking(move || Ok(e.image_sizes())).await?
+    } else {
+        Default::default()
+    };
     // A status filter shows stopped containers without --all, as in Docker.
     let any_status = filters.iter().any(|(k, _)| k == "status" || k == "exited");
     let mut out: Vec<Value> = Vec::new();
@@ -287,7 +294,19 @@ async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError>
         if !matches_filters(c, &filters, &containers)? {
             continue;
         }
-        out.push(list_entry(c, now));
+        let mut entry = list_entry(c, now);
+        if with_size {
+            // SizeRw: the container's own writes; SizeRootFs adds its image's layers.
+            let rw = if c.rootfs.upper_dir.is_empty() {
+                0
+            } else {
+                crate::system::disk_bytes(std::path::Path::new(&c.rootfs.upper_dir))
+            };
+            let image = image_sizes.get(&c.image).copied().unwrap_or(0);
+            entry["SizeRw"] = json!(rw);
+            entry["SizeRootFs"] = json!(rw + image);
+        }
+        out.push(entry);
     }
     if limit > 0 {
         out.truncate(limit as usize);

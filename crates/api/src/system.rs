@@ -127,7 +127,7 @@ pub async fn events(engine: &Arc<Engine>, req: &Request) -> Result<Response, Api
 }
 
 /// Bytes used by the files under `dir` (not following symlinks; hard links once).
-fn disk_bytes(dir: &std::path::Path) -> u64 {
+pub(crate) fn disk_bytes(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;

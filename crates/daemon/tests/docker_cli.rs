@@ -891,6 +891,8 @@ fn info_version_df_and_old_clients() {
         df.contains("Images 1 1") && df.contains("Containers 2 1"),
         "{df}"
     );
+    let sizes = d.ok(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
+    assert!(sizes.contains("wrote 102kB (virtual 2."), "{sizes}");
     let dfv = d.ok(&[
         "system",
         "df",

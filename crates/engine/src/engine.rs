@@ -936,6 +936,18 @@ impl Engine {
         Ok(())
     }
 
+    /// The size of every image a container uses, by image ID (for `ps -s`).
+    pub fn image_sizes(&self) -> HashMap<String, u64> {
+        let mut out = HashMap::new();
+        for c in self.list().unwrap_or_default() {
+            if !out.contains_key(&c.image) {
+                let size = self.images.size(&c.image).unwrap_or(0);
+                out.insert(c.image.clone(), size);
+            }
+        }
+        out
+    }
+
     pub fn list(&self) -> Result<Vec<Container>> {
         let mut all: Vec<Container> = self.store.all()?;
         all.sort_by(|a, b| b.created.cmp(&a.created));

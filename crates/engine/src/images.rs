@@ -25,6 +25,10 @@ pub struct ImageInfo {
 }
 
 pub trait ImageService: Send + Sync {
+    /// The unpacked size of an image, in bytes (`SizeRootFs` adds it), if known.
+    fn size(&self, _image_id: &str) -> Option<u64> {
+        None
+    }
     /// Look an image up by name, ID or ID prefix.
     fn resolve(&self, reference: &str) -> Result<ImageInfo, ImageServiceError>;
     /// Prepare and mount the container's root filesystem (image layers plus a

@@ -45,6 +45,10 @@ fn is_mount_point(dir: &Path) -> bool {
 }
 
 impl ImageService for LocalImages {
+    fn size(&self, image_id: &str) -> Option<u64> {
+        self.images.resolve(image_id).ok().map(|r| r.size)
+    }
+
     fn resolve(&self, reference: &str) -> Result<ImageInfo, ImageServiceError> {
         let record = match self.images.resolve(reference) {
             Ok(r) => r,
