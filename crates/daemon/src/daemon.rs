@@ -276,18 +276,7 @@ fn daemon_id(data_root: &Path) -> String {
 
 /// The size in bytes of a Docker size string (`10m`, `1g`, `512k`, `100`).
 pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.trim_end_matches('b');
-    let (num, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .map(|n| (n * mult as f64) as u64)
+    berth_engine::engine::parse_log_size(s)
 }
 
 fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {

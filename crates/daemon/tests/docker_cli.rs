@@ -993,3 +993,53 @@ fn console_size_is_set_before_the_program_runs() {
     assert_eq!(d.ok(&["wait", "sized"]).trim(), "0");
     assert_eq!(d.ok(&["logs", "sized"]).trim(), "33 77");
 }
+
+#[test]
+fn per_container_log_options() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    d.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
+    let id = d.ok(&["inspect", "--format", "{{.Id}}", "chatty"]);
+    let dir = d.data_root().join("containers").join(id.trim());
+    let logs: Vec<_> = std::fs::read_dir(&dir)
+        .expect("container dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("-json.log"))
+        .collect();
+    assert_eq!(logs.len(), 2, "the live file and one rotated");
+    for l in &logs {
+        let len = l.metadata().expect("stat").len();
+        assert!(len <= 1024 + 200, "{} is {len} bytes", l.path().display());
+    }
+    // The last lines are still there for docker logs.
+    let tail = d.ok(&["logs", "--tail", "1", "chatty"]);
+    assert_eq!(tail, "line-199\n");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--log-opt",
+        "max-size=lots",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("max-size"), "{}", stderr(&o));
+    let o = d.docker(&["run", "--rm", "--log-driver", "syslogd", "busybox", "true"]);
+    assert!(
+        stderr(&o).contains("no log driver named 'syslogd'"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -494,10 +494,20 @@ impl Engine {
             .arg(self.config.runtime_root())
             .arg("--log-path")
             .arg(&c.log_path);
-        if let Some(size) = self.config.log_max_size {
+        // The container's --log-opt wins over the daemon's log-opts.
+        let opts = &c.host_config.log_config.config;
+        let max_size = opts
+            .get("max-size")
+            .and_then(|s| parse_log_size(s))
+            .or(self.config.log_max_size);
+        let max_file = opts
+            .get("max-file")
+            .and_then(|s| s.parse::<u32>().ok())
+            .or(self.config.log_max_file);
+        if let Some(size) = max_size {
             cmd.arg("--log-max-size").arg(size.to_string());
         }
-        if let Some(n) = self.config.log_max_file {
+        if let Some(n) = max_file {
             cmd.arg("--log-max-file").arg(n.to_string());
         }
         if c.config.tty {
@@ -970,6 +980,20 @@ impl Waiter<'_> {
     }
 }
 
+/// A `max-size` log option in bytes: `10m`, `1g`, `512k`, `100`, as Docker reads it.
+pub fn parse_log_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n >= 0.0).then_some((n * mult as f64) as u64)
+}
+
 /// The HostConfig checks dockerd makes at create, with its messages.
 fn validate_host_config(h: &HostConfig) -> Result<()> {
     let policy = &h.restart_policy;
@@ -991,6 +1015,30 @@ fn validate_host_config(h: &HostConfig) -> Result<()> {
             "invalid restart policy: maximum retry count can only be used with 'on-failure', not '{}'",
             policy.name
         )));
+    }
+    let log = &h.log_config;
+    if !matches!(
+        log.typ.as_str(),
+        "" | "json-file" | "local" | "none" | "journald"
+    ) {
+        return Err(EngineError::Invalid(format!(
+            "failed to create task for container: logger: no log driver named '{}' is registered",
+            log.typ
+        )));
+    }
+    for (k, v) in &log.config {
+        let ok = match k.as_str() {
+            "max-size" => parse_log_size(v).is_some(),
+            "max-file" => v.parse::<u32>().is_ok_and(|n| n > 0),
+            "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag" | "mode"
+            | "max-buffer-size" => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(EngineError::Invalid(format!(
+                "unknown log opt '{k}' for json-file log driver, or a bad value: {v:?}"
+            )));
+        }
     }
     if h.auto_remove && !matches!(policy.name.as_str(), "" | "no") {
         return Err(EngineError::Invalid(
