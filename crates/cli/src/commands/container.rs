@@ -171,7 +171,10 @@ pub fn ps(c: &mut Client, a: PsArgs) -> Result<()> {
     } else if a.size && a.format.is_none() {
         format.push_str("\t{{.Size}}");
     }
-    let want_size = a.size || format.contains(".Size");
+    // As docker: sizes are asked for when the template reads them, and `{{json .}}`
+    // reads every field.
+    let whole_row = format.replace(' ', "").contains("{{json.}}");
+    let want_size = a.size || format.contains(".Size") || whole_row;
     let mut q: Vec<(&str, String)> = Vec::new();
     if a.all {
         q.push(("all", "1".into()));
