@@ -477,11 +477,7 @@ fn restart_policies() {
 fn ps_filters_prune_and_events() {
     let d = Daemon::start();
     d.import_busybox("busybox");
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_secs())
-        .unwrap_or(0)
-        .to_string();
+    let since = harness::unix_secs(0);
     d.ok(&[
         "run", "-d", "--name", "up1", "-l", "tier=web", "busybox", "sleep", "1000",
     ]);
@@ -528,12 +524,7 @@ fn ps_filters_prune_and_events() {
     assert_eq!(names(&["-a"]), ["up1"]);
 
     // Events since the start of the test, up to now: the lifecycle in order.
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_secs())
-        .unwrap_or(0)
-        + 1)
-    .to_string();
+    let until = harness::unix_secs(1);
     let ev = d.ok(&[
         "events",
         "--since",
@@ -554,12 +545,7 @@ fn ps_filters_prune_and_events() {
     // Image events: tag and untag.
     d.ok(&["tag", "busybox", "other:1"]);
     d.ok(&["rmi", "other:1"]);
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_secs())
-        .unwrap_or(0)
-        + 1)
-    .to_string();
+    let until = harness::unix_secs(1);
     let ev = d.ok(&[
         "events",
         "--since",
@@ -626,11 +612,7 @@ fn healthchecks() {
         "probe",
     ]);
     assert_eq!(streak.trim(), "0");
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_secs() + 1)
-        .unwrap_or(0)
-        .to_string();
+    let until = harness::unix_secs(1);
     let ev = d.ok(&[
         "events",
         "--since",

@@ -25,12 +25,7 @@ fn cgroup_dir(d: &Daemon, controller: &str, id: &str) -> PathBuf {
 
 /// `--until` for `docker events`: a second from now, in seconds since the epoch.
 fn until_now() -> String {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_secs())
-        .unwrap_or(0)
-        + 1)
-    .to_string()
+    harness::unix_secs(1)
 }
 
 fn busybox_daemon() -> Daemon {

@@ -342,6 +342,15 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Seconds since the epoch plus `ahead`, as `docker events --since/--until` take them.
+pub fn unix_secs(ahead: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0);
+    (now + ahead).to_string()
+}
+
 /// Whether a process with this PID exists.
 pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence.
