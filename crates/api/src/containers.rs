@@ -28,46 +28,14 @@ impl From<EngineError> for ApiError {
 }
 
 /// Run a blocking engine call off the async threads.
-/// `since`/`until` of a logs request in nanoseconds (the CLI sends Unix seconds with
-/// a fraction; 0 means unset).
+/// `since`/`until` of a logs request in nanoseconds (0 means unset).
 fn log_bound(req: &Request, key: &str) -> Result<Option<i128>, ApiError> {
     let Some(v) = req.query.get(key).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    let (secs, frac) = v.split_once('.').unwrap_or((v.as_str(), ""));
-    let secs: i128 = secs
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))?;
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: i128 = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}")
-            .parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))?
-    };
-    let total = secs * 1_000_000_000 + nanos;
+    let total = crate::timestamp::nanos(v)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))?;
     Ok((total != 0).then_some(total))
-}
-
-/// An RFC 3339 time with its fraction, in nanoseconds since the epoch.
-fn rfc3339_nanos(t: &str) -> Option<i128> {
-    let secs = berth_engine::container::parse_rfc3339_secs(t)? as i128;
-    let frac = t
-        .split_once('.')
-        .map(|(_, f)| {
-            f.chars()
-                .take_while(|c| c.is_ascii_digit())
-                .take(9)
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-    let nanos = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse::<i128>().ok()?
-    };
-    Some(secs * 1_000_000_000 + nanos)
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -484,16 +452,10 @@ async fn prune(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError
 
 /// `until` as Docker takes it: a Unix time, an RFC 3339 time, or a duration ago (`10m`).
 fn parse_until(v: &str) -> Result<i64, ApiError> {
-    if let Ok(n) = v.parse::<f64>() {
-        return Ok(n as i64);
+    if let Some(n) = crate::timestamp::nanos(v) {
+        return Ok((n / 1_000_000_000) as i64);
     }
-    if let Some(t) = berth_engine::container::parse_rfc3339_secs(v) {
-        return Ok(t);
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = (crate::timestamp::now_nanos() / 1_000_000_000) as i64;
     let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
     let n: f64 = num
         .parse()
@@ -551,7 +513,7 @@ async fn logs(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response,
                 return None;
             }
             if since.is_some() || until.is_some() {
-                let at = rfc3339_nanos(&line.time)?;
+                let at = crate::timestamp::nanos(&line.time)?;
                 if since.is_some_and(|s| at < s) || until.is_some_and(|u| at > u) {
                     return None;
                 }

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod images;
 pub mod server;
 pub mod system;
+pub mod timestamp;
 pub mod version;
 
 pub use error::ApiError;

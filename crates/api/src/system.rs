@@ -56,19 +56,8 @@ fn event_matches(e: &Event, filters: &[(String, String)]) -> bool {
 
 /// A `since`/`until` value: Unix seconds (with an optional fraction) or RFC 3339.
 fn parse_time(v: &str) -> Result<i128, ApiError> {
-    if let Ok(secs) = v.parse::<f64>() {
-        return Ok((secs * 1e9) as i128);
-    }
-    berth_engine::container::parse_rfc3339_secs(v)
-        .map(|s| s as i128 * 1_000_000_000)
+    crate::timestamp::nanos(v)
         .ok_or_else(|| ApiError::bad_request(format!("invalid timestamp {v:?}")))
-}
-
-fn now_nano() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
 }
 
 /// `GET /events?since=&until=&filters=`.
@@ -114,7 +103,7 @@ pub async fn events(engine: &Arc<Engine>, req: &Request) -> Result<Response, Api
                     return;
                 }
             }
-            if until.is_some_and(|u| now_nano() > u) || tx.is_closed() {
+            if until.is_some_and(|u| crate::timestamp::now_nanos() > u) || tx.is_closed() {
                 return;
             }
         }
