@@ -28,6 +28,17 @@ impl From<EngineError> for ApiError {
 }
 
 /// Run a blocking engine call off the async threads.
+/// `h` and `w` of a resize request (container or exec).
+pub(crate) fn terminal_size(req: &Request) -> Result<(u16, u16), ApiError> {
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        req.query
+            .get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
+    };
+    Ok((dim("h")?, dim("w")?))
+}
+
 /// `since`/`until` of a logs request in nanoseconds (0 means unset).
 fn log_bound(req: &Request, key: &str) -> Result<Option<i128>, ApiError> {
     let Some(v) = req.query.get(key).filter(|v| !v.is_empty()) else {
@@ -151,13 +162,7 @@ pub async fn handle(
         ("POST", [id, "attach"]) => attach(engine, req, id).await,
         ("POST", [id, "exec"]) => crate::exec::create(engine, req, id).await,
         ("POST", [id, "resize"]) => {
-            let dim = |k: &str| -> Result<u16, ApiError> {
-                req.query
-                    .get(k)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
-            };
-            let (h, w) = (dim("h")?, dim("w")?);
+            let (h, w) = terminal_size(req)?;
             let (e, id) = (engine.clone(), id.to_string());
             blocking(move || e.resize(&id, h, w)).await?;
             Ok(Response::Empty(200))

@@ -96,13 +96,7 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
             })
         }
         ("POST", [id, "resize"]) => {
-            let dim = |k: &str| -> Result<u16, ApiError> {
-                req.query
-                    .get(k)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| ApiError::bad_request(format!("invalid or missing {k}")))
-            };
-            let (h, w) = (dim("h")?, dim("w")?);
+            let (h, w) = crate::containers::terminal_size(req)?;
             let (e, key) = (engine.clone(), id.to_string());
             blocking(move || e.exec_resize(&key, h, w)).await?;
             Ok(Response::Empty(200))

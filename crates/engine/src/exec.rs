@@ -51,6 +51,15 @@ pub struct ExecStream {
     pub tty: bool,
 }
 
+/// The running container's OCI spec, as its shim was given it: exec and health
+/// probes start from its process (capabilities, rlimits, environment).
+pub(crate) fn container_spec(state_dir: &Path) -> Result<Value> {
+    let bundle = std::fs::read(state_dir.join("bundle").join("config.json"))
+        .map_err(|e| EngineError::Internal(format!("read the container's spec: {e}")))?;
+    serde_json::from_slice(&bundle)
+        .map_err(|e| EngineError::Internal(format!("parse the container's spec: {e}")))
+}
+
 fn exec_id() -> String {
     let mut buf = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -119,17 +128,9 @@ impl Engine {
 
     /// `POST /exec/{id}/start`: runs the process in the container's shim.
     pub fn exec_start(&self, id: &str, tty: Option<bool>) -> Result<ExecStream> {
+        let tty = self.exec_check_startable(id, tty)?;
         let mut exec = self.exec_get(id)?;
-        if exec.started {
-            return Err(EngineError::Conflict(format!(
-                "Error: Exec command {id} has already run"
-            )));
-        }
         let c = self.get(&exec.container_id)?;
-        if !c.state.running {
-            return Err(self.not_running(&c.id));
-        }
-        let tty = tty.unwrap_or(exec.config.tty);
         let state_dir = self.config.state_dir(&c.id);
         let process = self.exec_process(&c, &exec.config, tty, &state_dir)?;
         let client = ShimClient::new(&c.id, &state_dir);
@@ -173,10 +174,7 @@ impl Engine {
         tty: bool,
         state_dir: &Path,
     ) -> Result<Value> {
-        let bundle = std::fs::read(state_dir.join("bundle").join("config.json"))
-            .map_err(|e| EngineError::Internal(format!("read the container's spec: {e}")))?;
-        let spec: Value = serde_json::from_slice(&bundle)
-            .map_err(|e| EngineError::Internal(format!("parse the container's spec: {e}")))?;
+        let spec = container_spec(state_dir)?;
         let mut process = spec.get("process").cloned().unwrap_or_else(|| json!({}));
         process["args"] = json!(config.cmd.clone().unwrap_or_default());
         process["terminal"] = json!(tty);

@@ -207,12 +207,9 @@ impl Engine {
             output,
         };
         let state_dir = self.config.state_dir(id);
-        let spec = match std::fs::read(state_dir.join("bundle").join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        {
-            Some(s) => s,
-            None => return failure("cannot read the container's spec".into(), -1),
+        let spec = match crate::exec::container_spec(&state_dir) {
+            Ok(s) => s,
+            Err(e) => return failure(e.to_string(), -1),
         };
         let mut process = spec.get("process").cloned().unwrap_or_else(|| json!({}));
         process["args"] = json!(args);
