@@ -21,6 +21,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(m) => ApiError::not_found(m),
             EngineError::Conflict(m) => ApiError::conflict(m),
             EngineError::Invalid(m) => ApiError::bad_request(m),
+            EngineError::Forbidden(m) => ApiError::new(403, m),
             EngineError::NotModified => ApiError::new(304, ""),
             EngineError::Internal(m) => ApiError::internal(m),
         }
@@ -64,6 +65,8 @@ struct CreateBody {
     config: ContainerConfig,
     #[serde(rename = "HostConfig", default)]
     host_config: HostConfig,
+    #[serde(rename = "NetworkingConfig", default)]
+    networking_config: Option<Value>,
 }
 
 pub async fn handle(
@@ -199,7 +202,15 @@ async fn create(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiErro
     })?;
     let name = req.query.get("name").filter(|n| !n.is_empty()).cloned();
     let e = engine.clone();
-    let c = blocking(move || e.create(name.as_deref(), body.config, body.host_config)).await?;
+    let c = blocking(move || {
+        e.create_full(
+            name.as_deref(),
+            body.config,
+            body.host_config,
+            body.networking_config.as_ref(),
+        )
+    })
+    .await?;
     Ok(Response::Json(201, json!({"Id": c.id, "Warnings": []})))
 }
 
@@ -221,12 +232,12 @@ pub(crate) fn list_entry(c: &Container, now: i64) -> Value {
         "ImageID": c.image,
         "Command": command,
         "Created": berth_engine::container::parse_rfc3339_secs(&c.created).unwrap_or(0),
-        "Ports": [],
+        "Ports": berth_engine::net::ps_ports(c),
         "Labels": c.config.labels,
         "State": c.state.status,
         "Status": c.status_text(now),
         "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "default" } else { &c.host_config.network_mode }},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": berth_engine::net::ps_networks(c, None)},
         "Mounts": c.mount_points(),
     })
 }

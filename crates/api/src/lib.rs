@@ -7,6 +7,7 @@ pub mod distribution;
 pub mod error;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod server;
 pub mod system;
 pub mod timestamp;

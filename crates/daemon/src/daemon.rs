@@ -125,6 +125,7 @@ impl Backend for DaemonBackend {
                     berth_api::containers::handle(&self.engine, &req, &parts).await
                 }
                 (_, "exec") => berth_api::exec::handle(&self.engine, &req, rest).await,
+                (_, "networks") => berth_api::networks::handle(&self.engine, &req, rest).await,
                 ("POST", "commit") if rest.is_empty() => {
                     berth_api::container_ops::commit(&self.engine, &self.images, &req).await
                 }
@@ -279,6 +280,96 @@ pub fn parse_size(s: &str) -> Option<u64> {
     berth_engine::engine::parse_log_size(s)
 }
 
+/// Held for the daemon's life: the default bridge device is this instance's alone.
+static BRIDGE_LOCK: std::sync::OnceLock<fs::File> = std::sync::OnceLock::new();
+
+/// Takes the default bridge for this instance, or says which instance has it.
+fn claim_bridge(name: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let dir = PathBuf::from("/run/berth-bridges");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .read(true)
+        .open(dir.join(format!("{name}.lock")))
+        .map_err(|e| e.to_string())?;
+    // SAFETY: flock on an fd this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let owner = fs::read_to_string(dir.join(format!("{name}.owner"))).unwrap_or_default();
+        return Err(format!("bridge {name} is in use by another berthd ({})", owner.trim()));
+    }
+    let _ = fs::write(dir.join(format!("{name}.owner")), format!("pid {}", std::process::id()));
+    let _ = BRIDGE_LOCK.set(f);
+    Ok(())
+}
+
+/// The table name: stable for a data-root, so a restart replaces its own rules.
+fn instance_table(data_root: &Path) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data_root.as_os_str().as_encoded_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("berth-{h:08x}")
+}
+
+fn network_config(c: &DaemonConfig) -> Result<berth_network::NetConfig, DaemonError> {
+    let mut bridge = match c.bridge.as_str() {
+        "none" => None,
+        "" => Some("berth0".to_string()),
+        b => Some(b.to_string()),
+    };
+    if let Some(b) = &bridge {
+        if let Err(e) = claim_bridge(b) {
+            eprintln!("berthd: {e}: containers of this instance get no default bridge; set \"bridge\" in daemon.json");
+            bridge = None;
+        }
+    }
+    let mut pools = Vec::new();
+    for p in &c.default_address_pools {
+        let base: berth_network::ipam::Cidr = p.base.parse().map_err(|e: String| {
+            DaemonError::Start(format!("default-address-pools: {e}"))
+        })?;
+        pools.push(berth_network::ipam::Pool { base, size: p.size });
+    }
+    if pools.is_empty() {
+        pools = berth_network::ipam::default_pools();
+    }
+    let mut upstreams: Vec<std::net::SocketAddr> = c
+        .dns
+        .iter()
+        .filter_map(|d| d.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect();
+    if upstreams.is_empty() {
+        let text = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        upstreams = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("nameserver"))
+            .filter_map(|s| s.trim().parse::<std::net::IpAddr>().ok())
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+            .collect();
+    }
+    Ok(berth_network::NetConfig {
+        data_dir: c.data_root.join("network"),
+        netns_dir: c.exec_root.join("netns"),
+        bridge,
+        bip: c.bip.clone(),
+        fixed_cidr: c.file.fixed_cidr.clone(),
+        pools,
+        mtu: (c.mtu != 1500).then_some(c.mtu),
+        ip_masq: c.ip_masq,
+        ip_forward: c.file.ip_forward.unwrap_or(true),
+        icc: c.icc,
+        ipv6: c.ipv6,
+        fixed_cidr_v6: c.fixed_cidr_v6.clone(),
+        table: instance_table(&c.data_root),
+        dns_upstreams: upstreams,
+    })
+}
+
 fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
     let exe = std::env::current_exe().map_err(|e| io("locate berthd", e))?;
     let shim_path = exe
@@ -392,6 +483,9 @@ pub async fn run(
         )
         .map_err(|e| DaemonError::Start(e.to_string()))?,
     );
+    let networks = berth_network::Networks::open(network_config(&config)?)
+        .map_err(|e| DaemonError::Start(format!("networking: {e}")))?;
+    engine.set_networks(Arc::new(networks));
     engine
         .restore()
         .map_err(|e| DaemonError::Start(e.to_string()))?;

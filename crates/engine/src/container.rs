@@ -71,6 +71,9 @@ pub struct Container {
     /// Set when a stop or kill was asked for, so restart policies leave it stopped.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Its networks: configured, and set up while it runs.
+    #[serde(default)]
+    pub network: crate::net::ContainerNetwork,
 }
 
 impl Container {
@@ -137,13 +140,7 @@ impl Container {
             },
             "Mounts": self.mount_points(),
             "Config": self.config,
-            "NetworkSettings": {
-                "Bridge": "",
-                "SandboxID": "",
-                "Ports": {},
-                "SandboxKey": "",
-                "Networks": {},
-            },
+            "NetworkSettings": crate::net::settings_json(self, None),
         })
     }
 

@@ -26,6 +26,8 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("not modified")]
     NotModified,
     #[error("{0}")]
@@ -114,6 +116,8 @@ pub struct Engine {
     /// Per container: restarts since its last stable run (the back-off's exponent).
     restart_attempts: Mutex<HashMap<String, u32>>,
     pub events: crate::events::Events,
+    /// Bridges, addresses, ports (absent in unit tests and without privileges).
+    networks: std::sync::OnceLock<Arc<berth_network::Networks>>,
 }
 
 /// `docker wait`'s conditions.
@@ -176,7 +180,17 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             restart_attempts: Mutex::new(HashMap::new()),
             events: Default::default(),
+            networks: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Hands the engine its network manager (once, before restore).
+    pub fn set_networks(&self, networks: Arc<berth_network::Networks>) {
+        let _ = self.networks.set(networks);
+    }
+
+    pub fn networks(&self) -> Option<&Arc<berth_network::Networks>> {
+        self.networks.get()
     }
 
     pub(crate) fn lock_for(&self, id: &str) -> Arc<Mutex<()>> {
@@ -209,6 +223,17 @@ impl Engine {
         config: ContainerConfig,
         host: HostConfig,
     ) -> Result<Container> {
+        self.create_full(name, config, host, None)
+    }
+
+    /// `create` with the request's `NetworkingConfig`.
+    pub fn create_full(
+        &self,
+        name: Option<&str>,
+        config: ContainerConfig,
+        host: HostConfig,
+        networking: Option<&serde_json::Value>,
+    ) -> Result<Container> {
         if let Some(n) = name {
             let n = n.trim_start_matches('/');
             if !names::valid(n) {
@@ -221,6 +246,13 @@ impl Engine {
             return Err(EngineError::Invalid("config.Image: no image given".into()));
         }
         validate_host_config(&host)?;
+        let wanted = crate::net::plan(
+            self.networks.get().map(|n| n.as_ref()),
+            &config,
+            &host,
+            networking,
+        )?;
+        crate::net::port_specs(&config, &host)?;
         let image = self.images.resolve(&config.image).map_err(|e| match e {
             ImageServiceError::NotFound(_) => {
                 EngineError::NotFound(format!("No such image: {}", config.image))
@@ -291,6 +323,10 @@ impl Engine {
             hostname_path: dir.join("hostname").display().to_string(),
             hosts_path: dir.join("hosts").display().to_string(),
             resolv_conf_path: dir.join("resolv.conf").display().to_string(),
+            network: crate::net::ContainerNetwork {
+                wanted,
+                attached: None,
+            },
             ..Default::default()
         };
         let result = match name {
@@ -328,7 +364,12 @@ impl Engine {
     }
 
     /// Files the container sees as /etc/hostname, /etc/hosts, /etc/resolv.conf.
-    fn write_etc_files(&self, c: &Container, hostname: &str) -> Result<()> {
+    fn write_etc_files(
+        &self,
+        c: &Container,
+        hostname: &str,
+        attached: Option<&berth_network::Attached>,
+    ) -> Result<()> {
         let w = |path: &str, text: String| {
             std::fs::write(path, text).map_err(|e| internal(&format!("write {path}"), e))
         };
@@ -336,32 +377,100 @@ impl Engine {
         let mut hosts = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         );
+        let gateway = attached
+            .and_then(|a| a.endpoints.iter().find_map(|e| e.gateway))
+            .map(|g| g.to_string());
         for extra in &c.host_config.extra_hosts {
-            if let Some((host, ip)) = extra.split_once(':') {
+            if let Some((host, ip)) = extra.split_once(':').or_else(|| extra.split_once('=')) {
+                let ip = if ip == "host-gateway" {
+                    gateway.clone().unwrap_or_else(|| ip.to_string())
+                } else {
+                    ip.to_string()
+                };
                 hosts.push_str(&format!("{ip}\t{host}\n"));
             }
         }
-        w(&c.hosts_path, hosts)?;
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let mut resolv = String::new();
-        for line in host_resolv.lines() {
-            // Loopback resolvers of the host are unreachable from the container.
-            if let Some(ns) = line.strip_prefix("nameserver") {
-                let ns = ns.trim();
-                if ns.starts_with("127.") || ns == "::1" {
-                    continue;
+        // Legacy links (default bridge): the linked container under its alias.
+        for link in &c.host_config.links {
+            let (name, alias) = link.split_once(':').unwrap_or((link, link));
+            let name = name.trim_start_matches('/');
+            let alias = alias.rsplit('/').next().unwrap_or(alias);
+            if let Ok(other) = self.get(name) {
+                if let Some(ip) = other
+                    .network
+                    .attached
+                    .as_ref()
+                    .and_then(|a| a.endpoints.iter().find_map(|e| e.ip))
+                {
+                    let oname = other.name.trim_start_matches('/');
+                    hosts.push_str(&format!("{ip}\t{alias} {} {oname}\n", other.short_id()));
                 }
             }
-            resolv.push_str(line);
-            resolv.push('\n');
+        }
+        if let Some(a) = attached {
+            for e in &a.endpoints {
+                if let Some(ip) = e.ip {
+                    hosts.push_str(&format!("{ip}\t{hostname}\n"));
+                }
+            }
+        }
+        w(&c.hosts_path, hosts)?;
+        let embedded_dns = attached.is_some_and(|a| {
+            a.endpoints.iter().any(|e| {
+                self.networks
+                    .get()
+                    .and_then(|n| n.get(&e.network_id).ok())
+                    .is_some_and(|n| n.has_dns())
+            })
+        });
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut servers = Vec::new();
+        let mut search: Vec<String> = Vec::new();
+        let mut options: Vec<String> = Vec::new();
+        for line in host_resolv.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                // Loopback resolvers of the host are unreachable from the container.
+                Some("nameserver") => {
+                    if let Some(ns) = words.next() {
+                        if !(ns.starts_with("127.") || ns == "::1") {
+                            servers.push(ns.to_string());
+                        }
+                    }
+                }
+                Some("search") | Some("domain") => search = words.map(str::to_string).collect(),
+                Some("options") => options.extend(words.map(str::to_string)),
+                _ => {}
+            }
         }
         if !c.host_config.dns.is_empty() {
-            resolv = c
-                .host_config
-                .dns
-                .iter()
-                .map(|d| format!("nameserver {d}\n"))
-                .collect();
+            servers = c.host_config.dns.clone();
+        }
+        if !c.host_config.dns_search.is_empty() {
+            search = c.host_config.dns_search.clone();
+        }
+        if !c.host_config.dns_options.is_empty() {
+            options = c.host_config.dns_options.clone();
+        }
+        if embedded_dns {
+            // The embedded resolver forwards to the servers above, from the host.
+            servers = vec!["127.0.0.11".into()];
+            if !options.iter().any(|o| o.starts_with("ndots:")) {
+                options.push("ndots:0".into());
+            }
+        } else if servers.is_empty() && attached.is_some() {
+            // As Docker: with no usable resolver of the host's, public ones.
+            servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+        }
+        let mut resolv = String::new();
+        for s in &servers {
+            resolv.push_str(&format!("nameserver {s}\n"));
+        }
+        if !search.is_empty() {
+            resolv.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        if !options.is_empty() {
+            resolv.push_str(&format!("options {}\n", options.join(" ")));
         }
         w(&c.resolv_conf_path, resolv)
     }
@@ -407,7 +516,6 @@ impl Engine {
         } else {
             c.config.hostname.clone()
         };
-        self.write_etc_files(&c, &hostname)?;
         let network = match c.host_config.network_mode.as_str() {
             "host" => NetworkNamespace::Host,
             m if m.starts_with("container:") => {
@@ -422,6 +530,48 @@ impl Engine {
             }
             _ => NetworkNamespace::New,
         };
+        // Bridge networks: the namespace is made and wired before the container exists.
+        let attached = match (&network, self.networks.get()) {
+            (NetworkNamespace::New, Some(nets)) if !c.network.wanted.is_empty() => {
+                let attach = || -> Result<berth_network::Attached> {
+                    let specs = crate::net::endpoint_specs(
+                        &c.network.wanted,
+                        crate::net::primary_name(&c.host_config),
+                    )?;
+                    let ports = crate::net::port_specs(&c.config, &c.host_config)?;
+                    Ok(nets.attach(&berth_network::AttachSpec {
+                        container_id: &id,
+                        name: c.name.trim_start_matches('/'),
+                        networks: specs,
+                        ports,
+                    })?)
+                };
+                match attach() {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        let _ = self.images.unmount_rootfs(&id);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let network = match &attached {
+            Some(a) => NetworkNamespace::Path(PathBuf::from(&a.sandbox_key)),
+            None => network,
+        };
+        let release = |engine: &Engine| {
+            if attached.is_some() {
+                if let Some(nets) = engine.networks.get() {
+                    nets.release(&id);
+                }
+            }
+            let _ = engine.images.unmount_rootfs(&id);
+        };
+        if let Err(e) = self.write_etc_files(&c, &hostname, attached.as_ref()) {
+            release(self);
+            return Err(e);
+        }
         let input = SpecInput {
             id: &id,
             config: &c.config,
@@ -441,23 +591,29 @@ impl Engine {
             ipc_path: None,
             pid_path: None,
         };
-        let rendered = spec::build(&input)?;
         let state_dir = self.config.state_dir(&id);
         let bundle = state_dir.join("bundle");
-        let _ = std::fs::remove_dir_all(&state_dir);
-        std::fs::create_dir_all(&bundle).map_err(|e| internal("create bundle", e))?;
-        std::fs::write(bundle.join("config.json"), rendered.to_string())
-            .map_err(|e| internal("write config.json", e))?;
+        let prepared = spec::build(&input).map_err(EngineError::from).and_then(|rendered| {
+            let _ = std::fs::remove_dir_all(&state_dir);
+            std::fs::create_dir_all(&bundle).map_err(|e| internal("create bundle", e))?;
+            std::fs::write(bundle.join("config.json"), rendered.to_string())
+                .map_err(|e| internal("write config.json", e))
+        });
+        if let Err(e) = prepared {
+            release(self);
+            return Err(e);
+        }
         let pid = match self.spawn_shim(&c, &bundle, &state_dir) {
             Ok(pid) => pid,
             Err(e) => {
-                let _ = self.images.unmount_rootfs(&id);
+                release(self);
                 c.state.error = e.to_string();
                 let _ = self.save(&c);
                 return Err(e);
             }
         };
         c.rootfs = rootfs;
+        c.network.attached = attached;
         c.state = State {
             status: "running".into(),
             running: true,
@@ -687,6 +843,9 @@ impl Engine {
             let client = ShimClient::new(&c.id, &self.config.state_dir(&c.id));
             match client.state() {
                 Ok(s) if s.exit_code.is_none() => {
+                    if let (Some(nets), Some(a)) = (self.networks.get(), &c.network.attached) {
+                        nets.restore(&c.id, c.name.trim_start_matches('/'), a);
+                    }
                     self.monitor_health(&c);
                     self.watch(c.id.clone())
                 }
@@ -701,6 +860,9 @@ impl Engine {
                     self.on_exit(&c.id, exit);
                 }
             }
+        }
+        if let Some(nets) = self.networks.get() {
+            nets.finish_restore()?;
         }
         self.restart_on_daemon_start();
         Ok(())
@@ -742,6 +904,10 @@ impl Engine {
             ..Default::default()
         };
         let _ = self.images.unmount_rootfs(id);
+        if let Some(nets) = self.networks.get() {
+            nets.release(id);
+        }
+        c.network.attached = None;
         {
             let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
             let e = exits.entry(id.to_string()).or_insert((0, 0));

@@ -15,6 +15,7 @@ pub mod health;
 pub mod images;
 pub mod local_images;
 pub mod names;
+pub mod net;
 pub mod ops;
 pub mod restart;
 pub mod shim_client;

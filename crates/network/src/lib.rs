@@ -417,6 +417,9 @@ impl Networks {
         let dir = cfg.data_dir.join("networks");
         std::fs::create_dir_all(&dir).map_err(|e| internal("create network dir", e))?;
         std::fs::create_dir_all(&cfg.netns_dir).map_err(|e| internal("create netns dir", e))?;
+        // Which table is this instance's, for the operator (and the tests' cleanup).
+        write_atomic(&cfg.data_dir.join("table"), cfg.table.as_bytes())
+            .map_err(|e| internal("write the table name", e))?;
         let mut st = State::default();
         for entry in std::fs::read_dir(&dir).map_err(|e| internal("read network dir", e))? {
             let Ok(entry) = entry else { continue };

@@ -73,6 +73,7 @@ fn reap_leftovers() {
         for entry in fs::read_dir("/tmp").into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             if dead(&name) {
+                remove_network_leftovers(&entry.path());
                 for m in mounts_under(&entry.path()) {
                     let _ = Command::new("umount").arg("-l").arg(&m).status();
                 }
@@ -100,14 +101,87 @@ fn reap_leftovers() {
     });
 }
 
+/// The bridges and the nftables table a test daemon under `dir` made (its data-root
+/// says which), removed.
+pub fn remove_network_leftovers(dir: &Path) {
+    for data in [dir.join("data"), dir.to_path_buf()] {
+        let net = data.join("network");
+        if let Ok(table) = fs::read_to_string(net.join("table")) {
+            let table = table.trim();
+            let script = format!("add table inet {table}\ndelete table inet {table}\n");
+            let mut child = Command::new("nft")
+                .args(["-f", "-"])
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("nft (package nftables)");
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                let _ = stdin.write_all(script.as_bytes());
+            }
+            let _ = child.wait();
+        }
+        for e in fs::read_dir(net.join("networks")).into_iter().flatten().flatten() {
+            let Ok(v) = fs::read(e.path()) else { continue };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&v) else {
+                continue;
+            };
+            if let Some(br) = v["bridge"].as_str().filter(|b| !b.is_empty()) {
+                let _ = Command::new("ip")
+                    .args(["link", "del", br])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// A bridge name and a /24 of its own for a test daemon (unique among concurrent tests).
+pub fn test_bridge(n: u32) -> (String, String) {
+    let pid = std::process::id();
+    (
+        format!("bt{}x{n}", pid % 100_000),
+        format!("10.{}.{}.1/24", 200 + (n % 50), pid % 250),
+    )
+}
+
 impl Daemon {
+    /// A daemon without the default bridge (containers get only loopback, as with
+    /// `--network none`), so that tests that are not about networking leave the host's
+    /// network alone.
     pub fn start() -> Daemon {
+        Self::start_json(|_| "{\"bridge\": \"none\"}\n".to_string())
+    }
+
+    /// A daemon with a default bridge of its own (see [`test_bridge`]); `extra` is
+    /// more daemon.json keys (`"icc": false`, …), or empty.
+    pub fn start_networked(extra: &str) -> Daemon {
+        let n = COUNTER.load(Ordering::SeqCst);
+        let (bridge, bip) = test_bridge(n);
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {extra}")
+        };
+        Self::start_json(move |_| {
+            format!("{{\"bridge\": \"{bridge}\", \"bip\": \"{bip}\"{extra}}}\n")
+        })
+    }
+
+    /// The daemon's default bridge (start_networked).
+    pub fn bridge_name(&self) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(self.dir.join("daemon.json")).unwrap_or_default())
+                .unwrap_or_default();
+        v["bridge"].as_str().unwrap_or("").to_string()
+    }
+
+    fn start_json(config: impl FnOnce(&Path) -> String) -> Daemon {
         reap_leftovers();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/berth-e2e-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the test dir");
-        fs::write(dir.join("daemon.json"), "{}\n").expect("write daemon.json");
+        fs::write(dir.join("daemon.json"), config(&dir)).expect("write daemon.json");
         let mut d = Daemon {
             socket: dir.join("berth.sock"),
             cgroup_parent: format!("berth-e2e-{}-{n}", std::process::id()),
@@ -402,6 +476,7 @@ impl Drop for Daemon {
         for m in mounts_under(&self.dir) {
             let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
+        remove_network_leftovers(&self.dir);
         for hierarchy in fs::read_dir("/sys/fs/cgroup")
             .into_iter()
             .flatten()
