@@ -96,17 +96,25 @@ impl DnsService {
     }
 
     /// Starts the DNS thread; it serves nothing until [`DnsService::serve`].
-    pub fn start_with_config(resolver: Arc<dyn Resolver>, config: DnsConfig) -> io::Result<DnsService> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    pub fn start_with_config(
+        resolver: Arc<dyn Resolver>,
+        config: DnsConfig,
+    ) -> io::Result<DnsService> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
         let handle = runtime.handle().clone();
         let (shutdown, shutdown_requested) = oneshot::channel::<()>();
-        let thread = thread::Builder::new().name("berth-dns".into()).spawn(move || {
-            // Runs every scope's tasks until the service is dropped; dropping the runtime
-            // then drops the tasks, which closes their sockets.
-            runtime.block_on(async {
-                let _ = shutdown_requested.await;
-            });
-        })?;
+        let thread = thread::Builder::new()
+            .name("berth-dns".into())
+            .spawn(move || {
+                // Runs every scope's tasks until the service is dropped; dropping the runtime
+                // then drops the tasks, which closes their sockets.
+                runtime.block_on(async {
+                    let _ = shutdown_requested.await;
+                });
+            })?;
         Ok(DnsService {
             runtime: handle,
             runtime_thread: thread.thread().id(),
@@ -148,7 +156,14 @@ impl DnsService {
 
         let (cancel, cancelled) = watch::channel(());
         let (alive, ended) = mpsc::channel();
-        let tasks = serve::Scope::new(scope, Arc::clone(&self.resolver), upstreams, self.config, cancelled, alive);
+        let tasks = serve::Scope::new(
+            scope,
+            Arc::clone(&self.resolver),
+            upstreams,
+            self.config,
+            cancelled,
+            alive,
+        );
         self.runtime.spawn(serve::serve_udp(tasks.clone(), udp));
         self.runtime.spawn(serve::serve_tcp(tasks, tcp));
         scopes.insert(scope.to_owned(), ScopeHandle { cancel, ended });
@@ -158,7 +173,11 @@ impl DnsService {
     /// Stop serving `scope` (container stopped): its tasks end and its sockets are
     /// closed by the time this returns. Unknown scopes are ignored.
     pub fn stop(&self, scope: &str) {
-        let removed = self.scopes.lock().unwrap_or_else(PoisonError::into_inner).remove(scope);
+        let removed = self
+            .scopes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(scope);
         let Some(ScopeHandle { cancel, ended }) = removed else {
             return;
         };

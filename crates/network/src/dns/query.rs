@@ -71,10 +71,13 @@ pub fn handle(resolver: &dyn Resolver, scope: &str, msg: &[u8], transport: Trans
         }),
         Transport::Tcp => usize::from(u16::MAX),
     };
-    let respond = |rcode| Response::new(&header, Some(&question), true, rcode, edns.is_some(), limit);
+    let respond =
+        |rcode| Response::new(&header, Some(&question), true, rcode, edns.is_some(), limit);
 
     if question.qclass == CLASS_IN {
-        let local = catch_unwind(AssertUnwindSafe(|| answer_locally(resolver, scope, &question)));
+        let local = catch_unwind(AssertUnwindSafe(|| {
+            answer_locally(resolver, scope, &question)
+        }));
         match local {
             Ok(Some(Local::Addresses(addrs))) => {
                 let mut response = respond(Rcode::NoError);
@@ -100,7 +103,14 @@ pub fn handle(resolver: &dyn Resolver, scope: &str, msg: &[u8], transport: Trans
         }
     }
 
-    let servfail = Response::new(&header, Some(&question), false, Rcode::ServFail, edns.is_some(), limit);
+    let servfail = Response::new(
+        &header,
+        Some(&question),
+        false,
+        Rcode::ServFail,
+        edns.is_some(),
+        limit,
+    );
     Action::Forward(Forward {
         query: msg.to_vec(),
         client_id: header.id,
@@ -214,7 +224,11 @@ mod tests {
         fn lookup(&self, _scope: &str, name: &str) -> Option<Vec<IpAddr>> {
             match name {
                 "web" => Some(vec!["172.18.0.2".parse().ok()?, "172.18.0.3".parse().ok()?]),
-                "many" => Some((0..100).map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))).collect()),
+                "many" => Some(
+                    (0..100)
+                        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))
+                        .collect(),
+                ),
                 "boom" => panic!("resolver bug"),
                 _ => None,
             }
@@ -225,7 +239,20 @@ mod tests {
     }
 
     fn query(name: &[u8], qtype: u16, edns: Option<u16>) -> Vec<u8> {
-        let mut msg = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())];
+        let mut msg = vec![
+            0xab,
+            0xcd,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(edns.is_some()),
+        ];
         msg.extend_from_slice(name);
         msg.extend_from_slice(&qtype.to_be_bytes());
         msg.extend_from_slice(&CLASS_IN.to_be_bytes());
@@ -251,35 +278,63 @@ mod tests {
 
     #[test]
     fn answers_both_addresses_with_ttl_600() {
-        let msg = reply(handle(&Names, "c1", &query(b"\x03WEB\x00", TYPE_A, None), Transport::Udp));
+        let msg = reply(handle(
+            &Names,
+            "c1",
+            &query(b"\x03WEB\x00", TYPE_A, None),
+            Transport::Udp,
+        ));
         assert_eq!(rcode_and_counts(&msg), (0, 2, 0));
         assert_eq!(&msg[..2], &[0xab, 0xcd]);
         // First answer: pointer, type A, class IN, TTL 600, four octets of 172.18.0.x.
-        assert_eq!(&msg[21..33], &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0x02, 0x58, 0, 4]);
+        assert_eq!(
+            &msg[21..33],
+            &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0x02, 0x58, 0, 4]
+        );
         assert_eq!(&msg[33..36], &[172, 18, 0]);
         assert_eq!(&msg[12..17], b"\x03WEB\x00", "question echoed as asked");
     }
 
     #[test]
     fn udp_answer_respects_512_and_edns_size() {
-        let plain = reply(handle(&Names, "c1", &query(b"\x04many\x00", TYPE_A, None), Transport::Udp));
+        let plain = reply(handle(
+            &Names,
+            "c1",
+            &query(b"\x04many\x00", TYPE_A, None),
+            Transport::Udp,
+        ));
         let header = Header::parse(&plain).expect("header");
         assert!(plain.len() <= 512 && header.is_truncated());
         assert_eq!(header.ancount, 30); // (512 - 22) / 16
 
-        let edns = reply(handle(&Names, "c1", &query(b"\x04many\x00", TYPE_A, Some(4096)), Transport::Udp));
+        let edns = reply(handle(
+            &Names,
+            "c1",
+            &query(b"\x04many\x00", TYPE_A, Some(4096)),
+            Transport::Udp,
+        ));
         let header = Header::parse(&edns).expect("header");
         assert!(!header.is_truncated());
         assert_eq!((header.ancount, header.arcount), (100, 1));
 
-        let tcp = reply(handle(&Names, "c1", &query(b"\x04many\x00", TYPE_A, None), Transport::Tcp));
+        let tcp = reply(handle(
+            &Names,
+            "c1",
+            &query(b"\x04many\x00", TYPE_A, None),
+            Transport::Tcp,
+        ));
         assert_eq!(rcode_and_counts(&tcp), (0, 100, 0));
     }
 
     #[test]
     fn ptr_and_reverse_names() {
         let name = Name::from_dotted("2.0.18.172.in-addr.arpa").expect("name");
-        let msg = reply(handle(&Names, "c1", &query(name.wire(), TYPE_PTR, None), Transport::Udp));
+        let msg = reply(handle(
+            &Names,
+            "c1",
+            &query(name.wire(), TYPE_PTR, None),
+            Transport::Udp,
+        ));
         assert_eq!(rcode_and_counts(&msg), (0, 1, 0));
         assert!(msg.ends_with(b"\x03web\x05mynet\x00"));
 
@@ -288,8 +343,17 @@ mod tests {
             reverse_address(&Name::from_dotted(v6).expect("name")),
             "4321:0:1:2:3:4:567:89ab".parse().ok()
         );
-        for not_an_address in ["0.18.172.in-addr.arpa", "02.0.18.172.in-addr.arpa", "256.0.18.172.in-addr.arpa", "+2.0.18.172.in-addr.arpa"] {
-            assert_eq!(reverse_address(&Name::from_dotted(not_an_address).expect("name")), None, "{not_an_address}");
+        for not_an_address in [
+            "0.18.172.in-addr.arpa",
+            "02.0.18.172.in-addr.arpa",
+            "256.0.18.172.in-addr.arpa",
+            "+2.0.18.172.in-addr.arpa",
+        ] {
+            assert_eq!(
+                reverse_address(&Name::from_dotted(not_an_address).expect("name")),
+                None,
+                "{not_an_address}"
+            );
         }
     }
 
@@ -305,7 +369,10 @@ mod tests {
 
         // Other types for our names, too (Docker forwards MX, TXT, SRV...).
         let mx = query(b"\x03web\x00", 15, None);
-        assert!(matches!(handle(&Names, "c1", &mx, Transport::Udp), Action::Forward(_)));
+        assert!(matches!(
+            handle(&Names, "c1", &mx, Transport::Udp),
+            Action::Forward(_)
+        ));
     }
 
     #[test]
@@ -315,7 +382,10 @@ mod tests {
             msg[5] = 2;
             msg
         };
-        assert_eq!(rcode_and_counts(&reply(handle(&Names, "c1", &two_questions, Transport::Udp))), (1, 0, 0));
+        assert_eq!(
+            rcode_and_counts(&reply(handle(&Names, "c1", &two_questions, Transport::Udp))),
+            (1, 0, 0)
+        );
 
         let status = {
             let mut msg = query(b"\x03web\x00", TYPE_A, None);
@@ -331,13 +401,24 @@ mod tests {
             msg[2] |= 0x80;
             msg
         };
-        assert!(matches!(handle(&Names, "c1", &response, Transport::Udp), Action::Drop));
-        assert!(matches!(handle(&Names, "c1", &[1, 2, 3], Transport::Udp), Action::Drop));
+        assert!(matches!(
+            handle(&Names, "c1", &response, Transport::Udp),
+            Action::Drop
+        ));
+        assert!(matches!(
+            handle(&Names, "c1", &[1, 2, 3], Transport::Udp),
+            Action::Drop
+        ));
     }
 
     #[test]
     fn a_panicking_resolver_gets_servfail() {
-        let msg = reply(handle(&Names, "c1", &query(b"\x04boom\x00", TYPE_A, None), Transport::Udp));
+        let msg = reply(handle(
+            &Names,
+            "c1",
+            &query(b"\x04boom\x00", TYPE_A, None),
+            Transport::Udp,
+        ));
         assert_eq!(rcode_and_counts(&msg), (2, 0, 0));
     }
 
@@ -362,7 +443,9 @@ mod tests {
             state ^= state >> 7;
             state ^= state << 17;
             let len = (state % 64) as usize;
-            let mut msg: Vec<u8> = (0..len).map(|i| (state >> (i % 8 * 8)) as u8 ^ i as u8).collect();
+            let mut msg: Vec<u8> = (0..len)
+                .map(|i| (state >> (i % 8 * 8)) as u8 ^ i as u8)
+                .collect();
             if let Some(flags) = msg.get_mut(2) {
                 *flags &= 0x07; // mostly queries, so parsing goes past the header
             }

@@ -132,7 +132,14 @@ impl Header {
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        for field in [self.id, self.flags, self.qdcount, self.ancount, self.nscount, self.arcount] {
+        for field in [
+            self.id,
+            self.flags,
+            self.qdcount,
+            self.ancount,
+            self.nscount,
+            self.arcount,
+        ] {
             out.extend_from_slice(&field.to_be_bytes());
         }
     }
@@ -164,7 +171,9 @@ impl Name {
                 }
                 0x00 => {
                     let len = usize::from(len);
-                    let label = msg.get(pos + 1..pos + 1 + len).ok_or(WireError::Truncated)?;
+                    let label = msg
+                        .get(pos + 1..pos + 1 + len)
+                        .ok_or(WireError::Truncated)?;
                     // This label, its length octet and the root label still to come.
                     if wire.len() + 1 + len + 1 > MAX_NAME_LEN {
                         return Err(WireError::NameTooLong);
@@ -262,7 +271,14 @@ impl Question {
         let (name, pos) = Name::read(msg, start)?;
         let qtype = read_u16(msg, pos)?;
         let qclass = read_u16(msg, pos + 2)?;
-        Ok((Question { name, qtype, qclass }, pos + 4))
+        Ok((
+            Question {
+                name,
+                qtype,
+                qclass,
+            },
+            pos + 4,
+        ))
     }
 
     /// Same name (ignoring case), type and class.
@@ -347,7 +363,12 @@ impl Response {
         if let Some(question) = question {
             question.write(&mut buf);
         }
-        Response { buf, header, limit, opt }
+        Response {
+            buf,
+            header,
+            limit,
+            opt,
+        }
     }
 
     /// Adds an answer whose owner is the question's name (a pointer to offset 12). Returns
@@ -436,8 +457,15 @@ mod tests {
 
     fn header(qdcount: u16, ancount: u16, arcount: u16) -> Vec<u8> {
         let mut out = Vec::new();
-        Header { id: 0x1234, flags: FLAG_RD, qdcount, ancount, nscount: 0, arcount }
-            .write(&mut out);
+        Header {
+            id: 0x1234,
+            flags: FLAG_RD,
+            qdcount,
+            ancount,
+            nscount: 0,
+            arcount,
+        }
+        .write(&mut out);
         out
     }
 
@@ -449,7 +477,11 @@ mod tests {
         assert_eq!(end, msg.len());
         assert_eq!(question.qtype, TYPE_A);
         assert_eq!(question.name.lookup_key().as_deref(), Some("web.mynet"));
-        assert_eq!(question.name.wire(), b"\x03Web\x05mynet\x00", "case kept on the wire");
+        assert_eq!(
+            question.name.wire(),
+            b"\x03Web\x05mynet\x00",
+            "case kept on the wire"
+        );
     }
 
     #[test]
@@ -504,16 +536,23 @@ mod tests {
 
     #[test]
     fn lookup_key_refuses_names_that_would_alias() {
-        let dotted = Name { wire: b"\x03a.b\x00".to_vec() };
+        let dotted = Name {
+            wire: b"\x03a.b\x00".to_vec(),
+        };
         assert_eq!(dotted.lookup_key(), None);
-        let spaced = Name { wire: b"\x03a b\x00".to_vec() };
+        let spaced = Name {
+            wire: b"\x03a b\x00".to_vec(),
+        };
         assert_eq!(spaced.lookup_key(), None);
         assert_eq!(Name { wire: vec![0] }.lookup_key(), None);
     }
 
     #[test]
     fn from_dotted_checks_label_and_name_lengths() {
-        assert_eq!(Name::from_dotted("web.mynet.").expect("name").wire(), b"\x03web\x05mynet\x00");
+        assert_eq!(
+            Name::from_dotted("web.mynet.").expect("name").wire(),
+            b"\x03web\x05mynet\x00"
+        );
         assert!(Name::from_dotted("a..b").is_none());
         assert!(Name::from_dotted(&"a".repeat(64)).is_none());
         assert!(Name::from_dotted(&vec!["a".repeat(63); 4].join(".")).is_none());
@@ -535,11 +574,17 @@ mod tests {
         msg[11] = 2;
         msg.extend_from_slice(b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00");
         let parsed = Header::parse(&msg).expect("header");
-        assert_eq!(read_edns(&msg, &parsed, question_end), Err(WireError::BadOpt));
+        assert_eq!(
+            read_edns(&msg, &parsed, question_end),
+            Err(WireError::BadOpt)
+        );
 
         msg.truncate(msg.len() - 11); // a second record that is not there
         let parsed = Header::parse(&msg).expect("header");
-        assert_eq!(read_edns(&msg, &parsed, question_end), Err(WireError::Truncated));
+        assert_eq!(
+            read_edns(&msg, &parsed, question_end),
+            Err(WireError::Truncated)
+        );
     }
 
     #[test]
