@@ -131,6 +131,9 @@ impl DnsService {
     /// are just used). `upstreams`: where to forward names that are not ours (the host's
     /// resolvers), tried in order; UDP queries go over UDP, then TCP on truncation.
     ///
+    /// Bind the UDP socket to the address itself (127.0.0.11), not a wildcard: answers
+    /// leave from the socket's address, and a client drops those from another.
+    ///
     /// Fails with [`io::ErrorKind::AlreadyExists`] if `scope` is being served: `stop` it
     /// first. On any error the sockets are closed.
     pub fn serve(

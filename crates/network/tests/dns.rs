@@ -727,6 +727,57 @@ fn stop_closes_the_scopes_sockets_and_leaves_others_served() {
 }
 
 #[test]
+fn stop_ends_a_forward_in_flight() {
+    // The upstream never answers and the timeout is far away: only `stop` ends the wait.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    silent.set_read_timeout(Some(ANSWER_WAIT)).expect("timeout");
+    let config = DnsConfig {
+        forward_timeout: Duration::from_secs(600),
+        ..DnsConfig::default()
+    };
+    let service = DnsService::start_with_config(Arc::new(Names), config).expect("start");
+    let (udp, _) = serve(&service, "c1", vec![silent.local_addr().expect("addr")]);
+    let client = udp_client(udp, Duration::from_millis(500));
+    client
+        .send(&query(0x1010, "slow.example", TYPE_A))
+        .expect("send");
+    let mut buf = [0u8; 512];
+    let (_, forwarder) = silent
+        .recv_from(&mut buf)
+        .expect("the query reached the upstream");
+
+    service.stop("c1");
+    // The forwarding socket is closed: a late answer from the upstream it is connected
+    // to is refused (from any other address it would be refused even while open).
+    silent.connect(forwarder).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    silent
+        .send(&upstream_answer(&buf, [192, 0, 2, 1], false))
+        .expect("send");
+    let refused = recv(&silent).expect_err("nobody listens any more");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    assert!(recv(&client).is_err(), "no answer after stop");
+}
+
+#[test]
+fn the_service_can_be_shared_between_threads() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<DnsService>();
+    let service = Arc::new(service());
+    let (udp, _) = serve(&service, "c1", vec![]);
+    let from_another = {
+        let service = Arc::clone(&service);
+        thread::spawn(move || serve(&service, "c2", vec![]))
+            .join()
+            .expect("thread")
+    };
+    assert_eq!(ask_udp(udp, &query(1, "web", TYPE_A)).id, 1);
+    assert_eq!(ask_udp(from_another.0, &query(2, "web", TYPE_A)).rcode(), 2);
+}
+
+#[test]
 fn dropping_the_service_closes_every_socket() {
     let service = service();
     let (udp, tcp) = serve(&service, "c1", vec![]);

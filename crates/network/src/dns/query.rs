@@ -447,9 +447,23 @@ mod tests {
                 .map(|i| (state >> (i % 8 * 8)) as u8 ^ i as u8)
                 .collect();
             if let Some(flags) = msg.get_mut(2) {
-                *flags &= 0x07; // mostly queries, so parsing goes past the header
+                *flags &= 0x07; // queries, so parsing goes past the header
+            }
+            if let Some(counts) = msg.get_mut(4..12).filter(|_| state & 1 == 0) {
+                // One question and few records, so parsing goes past the question.
+                counts.copy_from_slice(&[
+                    0,
+                    1,
+                    0,
+                    (state >> 8) as u8 & 1,
+                    0,
+                    0,
+                    0,
+                    (state >> 9) as u8 & 3,
+                ]);
             }
             let _ = handle(&Names, "c1", &msg, Transport::Udp);
+            let _ = handle(&Names, "c1", &msg, Transport::Tcp);
         }
     }
 }

@@ -9,11 +9,11 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, timeout};
 
 use super::forward::{forward, read_framed, write_framed};
-use super::query::{handle, Action, Transport};
+use super::query::{handle, Action, Forward, Transport};
 use super::{DnsConfig, Resolver};
 
 /// Pause after an unexpected socket error (EMFILE on accept, say), so a persistent one
@@ -47,8 +47,12 @@ impl Scope {
             name: name.into(),
             resolver,
             upstreams: upstreams.into(),
-            forwards: Arc::new(Semaphore::new(config.max_concurrent_forwards)),
-            connections: Arc::new(Semaphore::new(config.max_tcp_connections)),
+            forwards: Arc::new(Semaphore::new(
+                config.max_concurrent_forwards.min(Semaphore::MAX_PERMITS),
+            )),
+            connections: Arc::new(Semaphore::new(
+                config.max_tcp_connections.min(Semaphore::MAX_PERMITS),
+            )),
             config,
             cancel,
             _alive: alive,
@@ -93,21 +97,31 @@ pub async fn serve_udp(scope: Scope, socket: UdpSocket) {
                     let _ = socket.send_to(&request.servfail, client).await;
                     continue;
                 };
-                let scope = scope.clone();
-                let socket = Arc::clone(&socket);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let upstreams = &scope.upstreams;
-                    let timeout = scope.config.forward_timeout;
-                    tokio::select! {
-                        () = scope.cancelled() => {}
-                        answer = forward(&request, upstreams, Transport::Udp, timeout) => {
-                            let reply = answer.unwrap_or_else(|| request.servfail.clone());
-                            let _ = socket.send_to(&reply, client).await;
-                        }
-                    }
-                });
+                let task =
+                    forward_datagram(scope.clone(), Arc::clone(&socket), request, client, permit);
+                tokio::spawn(task);
             }
+        }
+    }
+}
+
+/// Forwards one UDP query and sends the answer (or SERVFAIL) back to `client`. An
+/// `async fn`, not an `async move` block, so the task owns the whole [`Scope`] (an
+/// async block would capture only the fields it uses, and `stop` waits for the scope's
+/// `alive` sender to go).
+async fn forward_datagram(
+    scope: Scope,
+    socket: Arc<UdpSocket>,
+    request: Forward,
+    client: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    let timeout = scope.config.forward_timeout;
+    tokio::select! {
+        () = scope.cancelled() => {}
+        answer = forward(&request, &scope.upstreams, Transport::Udp, timeout) => {
+            let reply = answer.unwrap_or_else(|| request.servfail.clone());
+            let _ = socket.send_to(&reply, client).await;
         }
     }
 }
@@ -129,14 +143,16 @@ pub async fn serve_tcp(scope: Scope, listener: TcpListener) {
         let Ok(permit) = scope.connections.clone().try_acquire_owned() else {
             continue;
         };
-        let scope = scope.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                () = scope.cancelled() => {}
-                _ = serve_connection(&scope, stream) => {}
-            }
-        });
+        tokio::spawn(connection_task(scope.clone(), stream, permit));
+    }
+}
+
+/// Serves one connection until it ends or the scope is stopped (an `async fn` for the
+/// reason given at [`forward_datagram`]).
+async fn connection_task(scope: Scope, stream: TcpStream, _permit: OwnedSemaphorePermit) {
+    tokio::select! {
+        () = scope.cancelled() => {}
+        _ = serve_connection(&scope, stream) => {}
     }
 }
 
