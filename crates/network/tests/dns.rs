@@ -706,8 +706,19 @@ fn stop_closes_the_scopes_sockets_and_leaves_others_served() {
     let (udp, tcp) = serve(&service, "c1", vec![]);
     let (other, _) = serve(&service, "c2", vec![]);
     assert_eq!(ask_udp(udp, &query(1, "web", TYPE_A)).answers.len(), 2);
+    let mut open = TcpStream::connect(tcp).expect("connect");
+    open.set_read_timeout(Some(ANSWER_WAIT)).expect("timeout");
+    open.write_all(&framed(&query(4, "web", TYPE_A)))
+        .expect("write");
+    assert_eq!(parse(&read_framed(&mut open).expect("an answer")).id, 4);
 
     service.stop("c1");
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        open.read(&mut buf).expect("EOF, not a timeout"),
+        0,
+        "connection closed"
+    );
     let refused = TcpStream::connect(tcp).expect_err("the listener is closed");
     assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
     let client = udp_client(udp, Duration::from_millis(500));

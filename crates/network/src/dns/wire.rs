@@ -406,7 +406,10 @@ impl Response {
         }
         let mut head = Vec::with_capacity(HEADER_LEN);
         self.header.write(&mut head);
-        self.buf[..HEADER_LEN].copy_from_slice(&head);
+        // `new` wrote a header first, so this always finds it.
+        if let Some(start) = self.buf.get_mut(..HEADER_LEN) {
+            start.copy_from_slice(&head);
+        }
         self.buf
     }
 }
