@@ -43,7 +43,16 @@ pub fn take_pidfile(path: &Path) -> Result<(), DaemonError> {
     if let Ok(text) = fs::read_to_string(path) {
         if let Ok(pid) = text.trim().parse::<i32>() {
             // SAFETY: kill with signal 0 only checks that the process exists.
-            if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 && pid != std::process::id() as i32 {
+            // A zombie (killed, not yet reaped by its parent) is no running daemon.
+            let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+                .unwrap_or(false);
+            if pid > 0
+                && unsafe { libc::kill(pid, 0) } == 0
+                && !zombie
+                && pid != std::process::id() as i32
+            {
                 return Err(DaemonError::AlreadyRunning(path.to_path_buf()));
             }
         }

@@ -106,7 +106,7 @@ pub fn plan(
             EngineError::NotFound(format!("network {name} not found"))
         })?),
     };
-    if let Some(n) = primary {
+    if let Some(n) = &primary {
         let mut w = wanted_from(eps.and_then(|e| e.get(&n.name).or_else(|| e.get(mode))));
         w.network_id = n.id.clone();
         if n.default_bridge {
@@ -126,6 +126,10 @@ pub fn plan(
         out.insert(n.name.clone(), w);
     }
     for (key, v) in eps.into_iter().flatten() {
+        // The CLI names the primary network by the mode ("default") too.
+        if key == mode || (key == "default" && primary.is_some()) {
+            continue;
+        }
         let n = nets
             .get(key)
             .map_err(|_| EngineError::NotFound(format!("network {key} not found")))?;
