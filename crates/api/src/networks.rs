@@ -27,7 +27,11 @@ fn label_matches(n: &Network, want: &str) -> bool {
 }
 
 /// Docker's network filters: name (substring), id (prefix), driver, label, type, dangling.
-fn matches(n: &Network, filters: &[(String, String)], users: &dyn Fn(&str) -> usize) -> Result<bool, ApiError> {
+fn matches(
+    n: &Network,
+    filters: &[(String, String)],
+    users: &dyn Fn(&str) -> usize,
+) -> Result<bool, ApiError> {
     let mut by_key: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (k, v) in filters {
         by_key.entry(k.as_str()).or_default().push(v.as_str());
@@ -48,11 +52,7 @@ fn matches(n: &Network, filters: &[(String, String)], users: &dyn Fn(&str) -> us
                 let dangling = !n.predefined() && users(&n.id) == 0;
                 (*v == "true" || *v == "1") == dangling
             }),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid filter '{other}'"
-                )))
-            }
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         };
         if !ok {
             return Ok(false);
@@ -85,9 +85,10 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
             let e = engine.clone();
             let n = blocking(move || {
-                let nets = e.networks().cloned().ok_or_else(|| {
-                    EngineError::Internal("networking is not available".into())
-                })?;
+                let nets = e
+                    .networks()
+                    .cloned()
+                    .ok_or_else(|| EngineError::Internal("networking is not available".into()))?;
                 let n = nets.create(body)?;
                 e.network_event(&n, "create", "");
                 Ok(n)
@@ -99,9 +100,10 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
             let filters = parse_filters(req)?;
             let e = engine.clone();
             let deleted = blocking(move || {
-                let nets = e.networks().cloned().ok_or_else(|| {
-                    EngineError::Internal("networking is not available".into())
-                })?;
+                let nets = e
+                    .networks()
+                    .cloned()
+                    .ok_or_else(|| EngineError::Internal("networking is not available".into()))?;
                 let mut deleted = Vec::new();
                 for n in nets.list() {
                     if n.predefined() || !nets.users(&n.id).is_empty() {
@@ -113,9 +115,11 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
                         _ => true,
                     });
                     // Containers that are stopped but still name the network keep it.
-                    let named = e.list().unwrap_or_default().iter().any(|c| {
-                        c.network.wanted.contains_key(&n.name)
-                    });
+                    let named = e
+                        .list()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.network.wanted.contains_key(&n.name));
                     if !label_ok || named {
                         continue;
                     }
@@ -136,9 +140,10 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
         ("DELETE", [id]) => {
             let (e, id) = (engine.clone(), id.to_string());
             blocking(move || {
-                let nets = e.networks().cloned().ok_or_else(|| {
-                    EngineError::Internal("networking is not available".into())
-                })?;
+                let nets = e
+                    .networks()
+                    .cloned()
+                    .ok_or_else(|| EngineError::Internal("networking is not available".into()))?;
                 let n = nets.remove(&id)?;
                 e.network_event(&n, "destroy", "");
                 Ok(())

@@ -46,7 +46,10 @@ pub fn take_pidfile(path: &Path) -> Result<(), DaemonError> {
             // A zombie (killed, not yet reaped by its parent) is no running daemon.
             let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(false);
             if pid > 0
                 && unsafe { libc::kill(pid, 0) } == 0
@@ -307,9 +310,15 @@ fn claim_bridge(name: &str) -> Result<(), String> {
     // SAFETY: flock on an fd this function owns.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let owner = fs::read_to_string(dir.join(format!("{name}.owner"))).unwrap_or_default();
-        return Err(format!("bridge {name} is in use by another berthd ({})", owner.trim()));
+        return Err(format!(
+            "bridge {name} is in use by another berthd ({})",
+            owner.trim()
+        ));
     }
-    let _ = fs::write(dir.join(format!("{name}.owner")), format!("pid {}", std::process::id()));
+    let _ = fs::write(
+        dir.join(format!("{name}.owner")),
+        format!("pid {}", std::process::id()),
+    );
     let _ = BRIDGE_LOCK.set(f);
     Ok(())
 }
@@ -338,9 +347,10 @@ fn network_config(c: &DaemonConfig) -> Result<berth_network::NetConfig, DaemonEr
     }
     let mut pools = Vec::new();
     for p in &c.default_address_pools {
-        let base: berth_network::ipam::Cidr = p.base.parse().map_err(|e: String| {
-            DaemonError::Start(format!("default-address-pools: {e}"))
-        })?;
+        let base: berth_network::ipam::Cidr = p
+            .base
+            .parse()
+            .map_err(|e: String| DaemonError::Start(format!("default-address-pools: {e}")))?;
         pools.push(berth_network::ipam::Pool { base, size: p.size });
     }
     if pools.is_empty() {

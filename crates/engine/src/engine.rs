@@ -593,12 +593,14 @@ impl Engine {
         };
         let state_dir = self.config.state_dir(&id);
         let bundle = state_dir.join("bundle");
-        let prepared = spec::build(&input).map_err(EngineError::from).and_then(|rendered| {
-            let _ = std::fs::remove_dir_all(&state_dir);
-            std::fs::create_dir_all(&bundle).map_err(|e| internal("create bundle", e))?;
-            std::fs::write(bundle.join("config.json"), rendered.to_string())
-                .map_err(|e| internal("write config.json", e))
-        });
+        let prepared = spec::build(&input)
+            .map_err(EngineError::from)
+            .and_then(|rendered| {
+                let _ = std::fs::remove_dir_all(&state_dir);
+                std::fs::create_dir_all(&bundle).map_err(|e| internal("create bundle", e))?;
+                std::fs::write(bundle.join("config.json"), rendered.to_string())
+                    .map_err(|e| internal("write config.json", e))
+            });
         if let Err(e) = prepared {
             release(self);
             return Err(e);

@@ -65,7 +65,11 @@ fn wanted_from(v: Option<&Value>) -> WantedEndpoint {
     let s = |x: &Value| x.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let list = |x: &Value| -> Vec<String> {
         x.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     WantedEndpoint {
@@ -92,7 +96,9 @@ pub fn plan(
     if !uses_networks(host) || config.network_disabled == Some(true) {
         return Ok(out);
     }
-    let eps = endpoints.and_then(|e| e.get("EndpointsConfig")).and_then(Value::as_object);
+    let eps = endpoints
+        .and_then(|e| e.get("EndpointsConfig"))
+        .and_then(Value::as_object);
     let mode = host.network_mode.as_str();
     let primary = match mode {
         "" | "default" | "bridge" => match nets.get("bridge") {
@@ -102,9 +108,10 @@ pub fn plan(
             }
             _ => None,
         },
-        name => Some(nets.get(name).map_err(|_| {
-            EngineError::NotFound(format!("network {name} not found"))
-        })?),
+        name => Some(
+            nets.get(name)
+                .map_err(|_| EngineError::NotFound(format!("network {name} not found")))?,
+        ),
     };
     if let Some(n) = &primary {
         let mut w = wanted_from(eps.and_then(|e| e.get(&n.name).or_else(|| e.get(mode))));
@@ -112,8 +119,7 @@ pub fn plan(
         if n.default_bridge {
             if w.ipv4.is_some() || w.ipv6.is_some() {
                 return Err(EngineError::Invalid(
-                    "user specified IP address is supported on user defined networks only"
-                        .into(),
+                    "user specified IP address is supported on user defined networks only".into(),
                 ));
             }
             if !w.aliases.is_empty() {
@@ -185,9 +191,9 @@ pub fn port_specs(config: &ContainerConfig, host: &HostConfig) -> Result<Vec<Por
                 "" => 0,
                 s => {
                     let first = s.split('-').next().unwrap_or(s);
-                    first.parse::<u16>().map_err(|_| {
-                        EngineError::Invalid(format!("invalid host port: {s:?}"))
-                    })?
+                    first
+                        .parse::<u16>()
+                        .map_err(|_| EngineError::Invalid(format!("invalid host port: {s:?}")))?
                 }
             };
             out.push(PortSpec {
@@ -199,7 +205,8 @@ pub fn port_specs(config: &ContainerConfig, host: &HostConfig) -> Result<Vec<Por
         }
     }
     if host.publish_all_ports {
-        let mut exposed: Vec<&String> = config.exposed_ports.iter().flat_map(|m| m.keys()).collect();
+        let mut exposed: Vec<&String> =
+            config.exposed_ports.iter().flat_map(|m| m.keys()).collect();
         exposed.sort();
         for key in exposed {
             let (container_port, proto) = split(key)?;
@@ -220,7 +227,10 @@ pub fn port_specs(config: &ContainerConfig, host: &HostConfig) -> Result<Vec<Por
 }
 
 /// The endpoint specs of a container's wanted networks.
-pub fn endpoint_specs(wanted: &BTreeMap<String, WantedEndpoint>, primary: &str) -> Result<Vec<EndpointSpec>> {
+pub fn endpoint_specs(
+    wanted: &BTreeMap<String, WantedEndpoint>,
+    primary: &str,
+) -> Result<Vec<EndpointSpec>> {
     let mut names: Vec<&String> = wanted.keys().collect();
     // The network of --network first: it gives eth0 and the default route.
     names.sort_by_key(|n| (n.as_str() != primary, n.as_str().to_string()));
@@ -230,9 +240,10 @@ pub fn endpoint_specs(wanted: &BTreeMap<String, WantedEndpoint>, primary: &str) 
         out.push(EndpointSpec {
             network: name.clone(),
             ipv4: match &w.ipv4 {
-                Some(s) => Some(s.parse().map_err(|_| {
-                    EngineError::Invalid(format!("invalid IPv4 address: {s}"))
-                })?),
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address: {s}")))?,
+                ),
                 None => None,
             },
             ipv6: w.ipv6.as_deref().and_then(|s| s.parse().ok()),
@@ -314,10 +325,17 @@ pub fn settings_json(c: &Container, networks: Option<&Networks>) -> Value {
                 *entry = json!([]);
             }
             if let Some(list) = entry.as_array_mut() {
-                list.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+                list.push(
+                    json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}),
+                );
             }
         }
-    } else if let Some(b) = c.host_config.port_bindings.as_ref().and_then(Value::as_object) {
+    } else if let Some(b) = c
+        .host_config
+        .port_bindings
+        .as_ref()
+        .and_then(Value::as_object)
+    {
         for k in b.keys() {
             ports.entry(k.clone()).or_insert(Value::Null);
         }
@@ -350,15 +368,21 @@ pub fn ps_ports(c: &Container) -> Value {
     let mut out = Vec::new();
     if let Some(a) = &c.network.attached {
         for p in &a.ports {
-            out.push(json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port,
-                            "PublicPort": p.host_port, "Type": p.proto}));
+            out.push(
+                json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port,
+                            "PublicPort": p.host_port, "Type": p.proto}),
+            );
         }
     }
     for key in c.config.exposed_ports.iter().flat_map(|m| m.keys()) {
         let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-        let Ok(port) = port.parse::<u16>() else { continue };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
         let published = c.network.attached.as_ref().is_some_and(|a| {
-            a.ports.iter().any(|p| p.container_port == port && p.proto == proto)
+            a.ports
+                .iter()
+                .any(|p| p.container_port == port && p.proto == proto)
         });
         if !published {
             out.push(json!({"PrivatePort": port, "Type": proto}));
@@ -379,7 +403,12 @@ impl crate::engine::Engine {
     }
 
     /// `POST /networks/{id}/connect`.
-    pub fn connect_network(&self, network: &str, container: &str, config: Option<&Value>) -> Result<()> {
+    pub fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        config: Option<&Value>,
+    ) -> Result<()> {
         let nets = self.nets()?;
         let net = nets.get(network)?;
         let c = self.get(container)?;

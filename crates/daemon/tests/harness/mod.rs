@@ -120,7 +120,11 @@ pub fn remove_network_leftovers(dir: &Path) {
             }
             let _ = child.wait();
         }
-        for e in fs::read_dir(net.join("networks")).into_iter().flatten().flatten() {
+        for e in fs::read_dir(net.join("networks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let Ok(v) = fs::read(e.path()) else { continue };
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&v) else {
                 continue;
@@ -169,9 +173,10 @@ impl Daemon {
 
     /// The daemon's default bridge (start_networked).
     pub fn bridge_name(&self) -> String {
-        let v: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(self.dir.join("daemon.json")).unwrap_or_default())
-                .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(self.dir.join("daemon.json")).unwrap_or_default(),
+        )
+        .unwrap_or_default();
         v["bridge"].as_str().unwrap_or("").to_string()
     }
 
