@@ -430,6 +430,17 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The bytes of a container's writable layer (`SizeRw`).
+    pub fn size_rw(&self, c: &Container) -> u64 {
+        if c.rootfs.upper_dir.is_empty() {
+            0
+        } else {
+            disk_bytes(Path::new(&c.rootfs.upper_dir))
+        }
+    }
+}
+
 fn unmount(dir: &Path) -> Result<()> {
     let out = Command::new("umount")
         .arg(dir)
