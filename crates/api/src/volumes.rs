@@ -143,9 +143,11 @@ async fn prune(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError
     let filters = crate::images::parse_filters(req)?;
     let mut all = req.api_version < (1, 42);
     let mut labels = Vec::new();
+    let mut until = None;
     for (k, v) in filters {
         match k.as_str() {
             "all" => all = truthy("all", &v)?,
+            "until" => until = Some(crate::containers::parse_until(&v)?),
             "label" | "label!" => labels.push((k == "label!", v)),
             other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         }
@@ -153,9 +155,11 @@ async fn prune(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError
     let e = engine.clone();
     let (deleted, reclaimed) = blocking(move || {
         e.volume_prune(all, |v| {
-            labels
-                .iter()
-                .all(|(negate, l)| label_matches(v, l) != *negate)
+            let created = berth_engine::container::parse_rfc3339_secs(&v.created_at).unwrap_or(0);
+            until.is_none_or(|u| created < u)
+                && labels
+                    .iter()
+                    .all(|(negate, l)| label_matches(v, l) != *negate)
         })
     })
     .await?;
