@@ -661,13 +661,21 @@ fn df_verbose(
         .unwrap_or(0);
     let ago = |t: i64| format!("{} ago", format::human_duration(now - t));
     let mut out = String::from("Images space usage:\n\n");
-    let mut rows = vec!["REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS".to_string()];
+    let mut rows = vec![
+        "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"
+            .to_string(),
+    ];
     for i in images {
         let id = str_field(i, "Id").trim_start_matches("sha256:");
         let tags: Vec<String> = i
             .get("RepoTags")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let (repo, tag) = tags
             .first()
@@ -687,13 +695,19 @@ fn df_verbose(
     }
     out.push_str(&tabwrite_with(&(rows.join("\n") + "\n"), 10, 3));
     out.push_str("\nContainers space usage:\n\n");
-    let mut rows = vec!["CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string()];
+    let mut rows = vec![
+        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string(),
+    ];
     for c in containers {
         let id = str_field(c, "Id");
         let volumes = c
             .get("Mounts")
             .and_then(Value::as_array)
-            .map(|m| m.iter().filter(|x| str_field(x, "Type") == "volume").count())
+            .map(|m| {
+                m.iter()
+                    .filter(|x| str_field(x, "Type") == "volume")
+                    .count()
+            })
             .unwrap_or(0);
         let name = c
             .pointer("/Names/0")
@@ -717,9 +731,19 @@ fn df_verbose(
     out.push_str("\nLocal Volumes space usage:\n\n");
     let mut rows = vec!["VOLUME NAME\tLINKS\tSIZE".to_string()];
     for v in volumes {
-        let links = v.pointer("/UsageData/RefCount").and_then(Value::as_i64).unwrap_or(0);
-        let bytes = v.pointer("/UsageData/Size").and_then(Value::as_i64).unwrap_or(0);
-        rows.push(format!("{}\t{links}\t{}", str_field(v, "Name"), size(bytes)));
+        let links = v
+            .pointer("/UsageData/RefCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let bytes = v
+            .pointer("/UsageData/Size")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        rows.push(format!(
+            "{}\t{links}\t{}",
+            str_field(v, "Name"),
+            size(bytes)
+        ));
     }
     out.push_str(&tabwrite_with(&(rows.join("\n") + "\n"), 10, 3));
     out.push_str(&format!(
