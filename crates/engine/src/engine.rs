@@ -713,6 +713,7 @@ impl Engine {
                 }
             }
         }
+        self.reconcile_volumes();
         self.restart_on_daemon_start();
         Ok(())
     }

@@ -473,15 +473,13 @@ impl Engine {
         let mut rendered = Vec::new();
         for p in &c.mount_points {
             match p.typ.as_str() {
-                "bind" => {
-                    if p.create_source && !Path::new(&p.source).exists() {
-                        std::fs::create_dir_all(&p.source).map_err(|e| {
-                            EngineError::Internal(format!(
-                                "error while creating mount source path '{}': {e}",
-                                p.source
-                            ))
-                        })?;
-                    }
+                "bind" if p.create_source && !Path::new(&p.source).exists() => {
+                    std::fs::create_dir_all(&p.source).map_err(|e| {
+                        EngineError::Internal(format!(
+                            "error while creating mount source path '{}': {e}",
+                            p.source
+                        ))
+                    })?;
                 }
                 "volume" => {
                     let v = self.volume_mount(&p.name)?;

@@ -400,6 +400,29 @@ impl Engine {
         }
     }
 
+    /// At daemon start: what a crash left of volumes — directories without a record
+    /// (a create or remove cut short) and filesystems mounted for containers that no
+    /// longer run.
+    pub(crate) fn reconcile_volumes(&self) {
+        self.release_volumes();
+        let Ok(known) = self.volume_list() else {
+            return;
+        };
+        let names: std::collections::HashSet<&str> =
+            known.iter().map(|v| v.name.as_str()).collect();
+        for entry in std::fs::read_dir(self.volumes_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let data = entry.path().join("_data");
+            if !names.contains(name.as_str()) && !is_mounted(&data) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     fn volume_event(&self, v: &Volume, action: &str, extra: &[(&str, String)]) {
         let mut attrs: BTreeMap<String, String> = BTreeMap::new();
         attrs.insert("driver".into(), v.driver.clone());
