@@ -48,6 +48,7 @@ fn event_matches(e: &Event, filters: &[(String, String)]) -> bool {
                     Some((k, val)) => e.attributes.get(k).is_some_and(|x| x == val),
                     None => e.attributes.contains_key(v),
                 },
+                "volume" => e.kind == "volume" && e.actor_id == *v,
                 "scope" => v == "local",
                 _ => false,
             })

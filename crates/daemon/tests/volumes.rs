@@ -251,6 +251,7 @@ fn named_volumes_persist_copy_up_and_anonymous_volumes() {
 #[test]
 fn bad_input_is_refused_and_nothing_is_created() {
     let d = Daemon::start();
+    let since = harness::unix_secs(0);
     d.import_busybox("busybox:latest");
     let volumes_dir = d.data_root().join("volumes");
     let volume_dirs = || {
@@ -376,6 +377,20 @@ fn bad_input_is_refused_and_nothing_is_created() {
     let out = d.ok(&["volume", "prune", "-a", "-f", "--filter", "label=env=dev"]);
     assert!(out.contains("v-b"), "{out}");
     assert_eq!(volume_names(&d), lines("busy\nv-a\n"));
+    let events = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &harness::unix_secs(1),
+        "--filter",
+        "volume=v-b",
+    ]);
+    let actions: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(actions, ["create", "destroy"], "{events}");
 
     // `-v /host:/ctr` makes a missing host directory; `--mount` would have refused it.
     let host = d.dir.join("made/here");
@@ -818,4 +833,33 @@ fn berth_cli_drives_volumes_and_housekeeping() {
         "{out}"
     );
     assert_eq!(berth_ok(&d, &["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn volumes_survive_a_daemon_crash() {
+    let mut d = Daemon::start();
+    d.import_busybox("busybox:latest");
+    d.ok(&["volume", "create", "--label", "a=b", "durable"]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "durable:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "echo still > /d/f",
+    ]);
+    // What a crash between making a volume's directory and recording it leaves.
+    let orphan = d.data_root().join("volumes/orphan/_data");
+    std::fs::create_dir_all(&orphan).expect("mkdir");
+    d.restart_daemon(true);
+    assert_eq!(volume_names(&d), vec!["durable"]);
+    assert!(!orphan.exists());
+    let v = json(&d.ok(&["volume", "inspect", "durable"]));
+    assert_eq!(v[0]["Labels"]["a"], "b");
+    assert_eq!(
+        d.ok(&["run", "--rm", "-v", "durable:/d", "busybox", "cat", "/d/f"]),
+        "still\n"
+    );
 }
