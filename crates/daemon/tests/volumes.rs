@@ -99,6 +99,20 @@ fn volume_names(d: &Daemon) -> Vec<String> {
 fn named_volumes_persist_copy_up_and_anonymous_volumes() {
     let d = Daemon::start();
     images(&d);
+    // `seeded` stands on busybox's layer: both share it, and it counts once in total.
+    let usage = df(&d);
+    let imgs = usage["Images"].as_array().cloned().unwrap_or_default();
+    assert_eq!(imgs.len(), 2, "{imgs:?}");
+    let sizes: u64 = imgs.iter().filter_map(|i| i["Size"].as_u64()).sum();
+    for i in &imgs {
+        let shared = i["SharedSize"].as_u64().unwrap_or(0);
+        assert!(
+            shared > 0 && shared <= i["Size"].as_u64().unwrap_or(0),
+            "{i}"
+        );
+    }
+    let layers = usage["LayersSize"].as_u64().unwrap_or(0);
+    assert!(layers > 0 && layers < sizes, "{layers} of {sizes}");
 
     assert_eq!(d.ok(&["volume", "create", "data"]), "data\n");
     // Data written in a named volume is there for the next container.
