@@ -156,9 +156,9 @@ pub async fn handle(
             })
         }
         ("DELETE", [id]) => {
-            let force = req.query_bool("force");
+            let (force, volumes) = (req.query_bool("force"), req.query_bool("v"));
             let (e, id) = (engine.clone(), id.to_string());
-            blocking(move || e.remove(&id, force)).await?;
+            blocking(move || e.remove_with_volumes(&id, force, volumes)).await?;
             Ok(Response::Empty(204))
         }
         ("GET", [id, "logs"]) => logs(engine, req, id).await,
@@ -434,8 +434,9 @@ async fn prune(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError
         }
     }
     let e = engine.clone();
-    let deleted = blocking(move || {
+    let (deleted, reclaimed) = blocking(move || {
         let mut deleted = Vec::new();
+        let mut reclaimed = 0u64;
         for c in e.list()? {
             if c.state.running || c.state.restarting || c.state.paused {
                 continue;
@@ -453,21 +454,24 @@ async fn prune(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError
             if !label_ok {
                 continue;
             }
+            // The writable layer is what removing the container frees.
+            let size = e.size_rw(&c);
             if e.remove(&c.id, false).is_ok() {
+                reclaimed += size;
                 deleted.push(c.id);
             }
         }
-        Ok(deleted)
+        Ok((deleted, reclaimed))
     })
     .await?;
     Ok(Response::Json(
         200,
-        json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0}),
+        json!({"ContainersDeleted": deleted, "SpaceReclaimed": reclaimed}),
     ))
 }
 
 /// `until` as Docker takes it: a Unix time, an RFC 3339 time, or a duration ago (`10m`).
-fn parse_until(v: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_until(v: &str) -> Result<i64, ApiError> {
     if let Some(n) = crate::timestamp::nanos(v) {
         return Ok((n / 1_000_000_000) as i64);
     }

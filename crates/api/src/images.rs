@@ -61,7 +61,7 @@ pub async fn handle(
             let name = r.trim_end_matches("/push");
             distribution::push(engine, images, registry, req, name).await
         }
-        ("POST", "prune") => prune(engine, images).await,
+        ("POST", "prune") => prune(engine, images, req).await,
         ("DELETE", name) if !name.is_empty() => remove(engine, images, req, name).await,
         ("GET", r) if r.ends_with("/json") => {
             let name = r.trim_end_matches("/json").to_string();
@@ -379,20 +379,81 @@ async fn remove(
     Ok(Response::Json(200, Value::Array(out)))
 }
 
-async fn prune(engine: &Arc<Engine>, images: &Arc<Images>) -> Result<Response, ApiError> {
+/// `POST /images/prune`: unused dangling images, or every unused image with
+/// `dangling=false` (`-a`); filters `until` and `label`. The space reclaimed is that
+/// of the blobs and unpacked layers that went.
+async fn prune(
+    engine: &Arc<Engine>,
+    images: &Arc<Images>,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let mut dangling_only = true;
+    let mut until = None;
+    let mut label_filters = Vec::new();
+    for (k, v) in parse_filters(req)? {
+        match k.as_str() {
+            "dangling" => {
+                dangling_only = match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid filter 'dangling={v}'"
+                        )))
+                    }
+                }
+            }
+            "until" => until = Some(crate::containers::parse_until(&v)?),
+            "label" | "label!" => label_filters.push((k == "label!", v)),
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+        }
+    }
     let (e, i) = (engine.clone(), images.clone());
     let (deleted, reclaimed) = blocking(move || {
         let users = users(&e)?;
+        // Layer sizes before, to count those the collection removes.
+        let layer_sizes: std::collections::HashMap<String, u64> = i
+            .snapshots()
+            .layers()?
+            .into_iter()
+            .map(|c| {
+                let size = crate::system::disk_bytes(&i.snapshots().layer_dir(&c));
+                (c.to_string(), size)
+            })
+            .collect();
         let mut deleted = Vec::new();
         for r in i.list() {
-            if r.repo_tags.is_empty() && !users.iter().any(|u| u.image_id == r.id) {
-                if let Ok(items) = i.remove(&r.id.to_string(), false, &users, false) {
-                    deleted.extend(items);
-                }
+            if users.iter().any(|u| u.image_id == r.id) {
+                continue;
+            }
+            if dangling_only && !r.repo_tags.is_empty() {
+                continue;
+            }
+            if until.is_some_and(|u| secs(&r.created) >= u) {
+                continue;
+            }
+            let image_labels = labels(&i, &r);
+            let label_ok = label_filters.iter().all(|(negate, l)| {
+                let has = match l.split_once('=') {
+                    Some((k, v)) => image_labels.get(k).and_then(|x| x.as_str()) == Some(v),
+                    None => image_labels.get(l).is_some(),
+                };
+                has != *negate
+            });
+            if !label_ok {
+                continue;
+            }
+            if let Ok(items) = i.remove(&r.id.to_string(), !dangling_only, &users, false) {
+                deleted.extend(items);
             }
         }
         let report = i.gc()?;
-        Ok((deleted, report.reclaimed))
+        let layers: u64 = report
+            .removed_layers
+            .iter()
+            .filter_map(|c| layer_sizes.get(&c.to_string()))
+            .sum();
+        Ok((deleted, report.reclaimed + layers))
     })
     .await?;
     let list: Vec<Value> = deleted

@@ -12,6 +12,7 @@ pub mod server;
 pub mod system;
 pub mod timestamp;
 pub mod version;
+pub mod volumes;
 
 pub use error::ApiError;
 pub use server::{serve_unix, Backend, Request, Response};

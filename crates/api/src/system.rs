@@ -48,6 +48,7 @@ fn event_matches(e: &Event, filters: &[(String, String)]) -> bool {
                     Some((k, val)) => e.attributes.get(k).is_some_and(|x| x == val),
                     None => e.attributes.contains_key(v),
                 },
+                "volume" => e.kind == "volume" && e.actor_id == *v,
                 "scope" => v == "local",
                 _ => false,
             })
@@ -117,27 +118,11 @@ pub async fn events(engine: &Arc<Engine>, req: &Request) -> Result<Response, Api
 
 /// Bytes used by the files under `dir` (not following symlinks; hard links once).
 pub(crate) fn disk_bytes(dir: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.nlink() <= 1 || seen.insert((m.dev(), m.ino())) {
-                total += m.len();
-            }
-        }
-    }
-    total
+    berth_engine::volumes::disk_bytes(dir)
 }
 
-/// `GET /system/df`.
+/// `GET /system/df`: images (with the bytes they share with other images), the
+/// containers' writable layers, volumes, and the build cache (none here yet).
 pub async fn disk_usage(
     engine: &Arc<Engine>,
     images: &Arc<berth_image::Images>,
@@ -150,7 +135,18 @@ pub async fn disk_usage(
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let records = i.list();
-        let mut layers = 0u64;
+        // Each layer's bytes, once, and how many images stand on it.
+        let mut layer_users: std::collections::HashMap<String, (u64, usize)> =
+            std::collections::HashMap::new();
+        for r in &records {
+            for chain in &r.chain_ids {
+                let entry = layer_users
+                    .entry(chain.to_string())
+                    .or_insert_with(|| (disk_bytes(&i.snapshots().layer_dir(chain)), 0));
+                entry.1 += 1;
+            }
+        }
+        let layers: u64 = layer_users.values().map(|(size, _)| size).sum();
         let images: Vec<serde_json::Value> = records
             .iter()
             .map(|r| {
@@ -159,30 +155,40 @@ pub async fn disk_usage(
                     .iter()
                     .filter(|c| c.image == r.id.to_string())
                     .count();
+                let size = s["Size"].as_u64().unwrap_or(0);
+                let shared: u64 = r
+                    .chain_ids
+                    .iter()
+                    .filter_map(|c| layer_users.get(&c.to_string()))
+                    .filter(|(_, n)| *n > 1)
+                    .map(|(size, _)| size)
+                    .sum();
                 s["Containers"] = serde_json::json!(users);
-                layers += s["Size"].as_u64().unwrap_or(0);
+                s["SharedSize"] = serde_json::json!(shared.min(size));
                 s
             })
             .collect();
-        let containers: Vec<serde_json::Value> = containers
+        let containers_json: Vec<serde_json::Value> = containers
             .iter()
             .map(|c| {
                 let mut v = crate::containers::list_entry(c, now);
-                let rw = if c.rootfs.upper_dir.is_empty() {
-                    0
-                } else {
-                    disk_bytes(std::path::Path::new(&c.rootfs.upper_dir))
-                };
+                let rw = e.size_rw(c);
                 v["SizeRw"] = serde_json::json!(rw);
-                v["SizeRootFs"] = serde_json::json!(rw);
+                v["SizeRootFs"] =
+                    serde_json::json!(rw + i.resolve(&c.image).map(|r| r.size).unwrap_or(0));
                 v
             })
+            .collect();
+        let volumes: Vec<serde_json::Value> = e
+            .volume_usage()?
+            .into_iter()
+            .map(|(v, size, refs)| v.to_json(Some((size, refs))))
             .collect();
         Ok(serde_json::json!({
             "LayersSize": layers,
             "Images": images,
-            "Containers": containers,
-            "Volumes": [],
+            "Containers": containers_json,
+            "Volumes": volumes,
             "BuildCache": [],
         }))
     })

@@ -144,6 +144,12 @@ impl Backend for DaemonBackend {
                 ("GET", "system") if rest == "df" => {
                     berth_api::system::disk_usage(&self.engine, &self.images).await
                 }
+                (_, "volumes") => berth_api::volumes::handle(&self.engine, &req, rest).await,
+                // No builder yet: an empty build cache, nothing to prune.
+                ("POST", "build") if rest == "prune" => Ok(Response::Json(
+                    200,
+                    serde_json::json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
+                )),
                 ("GET", "events") if rest.is_empty() => {
                     berth_api::system::events(&self.engine, &req).await
                 }

@@ -74,33 +74,15 @@ pub struct Container {
     /// Its networks: configured, and set up while it runs.
     #[serde(default)]
     pub network: crate::net::ContainerNetwork,
+    /// What it mounts (binds, volumes, tmpfs), decided at create; see [`crate::mounts`].
+    #[serde(default)]
+    pub mount_points: Vec<crate::mounts::MountPoint>,
 }
 
 impl Container {
-    /// `Mounts` of inspect and list: the container's binds and tmpfs mounts.
+    /// `Mounts` of inspect and list.
     pub fn mount_points(&self) -> serde_json::Value {
-        let mut out = Vec::new();
-        for b in &self.host_config.binds {
-            let parts: Vec<&str> = b.split(':').collect();
-            if parts.len() < 2 {
-                continue;
-            }
-            let mode = parts.get(2).copied().unwrap_or("");
-            let rw = !mode.split(',').any(|o| o == "ro");
-            out.push(serde_json::json!({
-                "Type": "bind", "Source": parts[0], "Destination": parts[1],
-                "Mode": mode, "RW": rw, "Propagation": "rprivate",
-            }));
-        }
-        for m in &self.host_config.mounts {
-            out.push(serde_json::json!({
-                "Type": m.typ, "Source": m.source, "Destination": m.target,
-                "Mode": "", "RW": !m.read_only,
-                "Propagation": m.bind_options.as_ref().map(|b| b.propagation.clone())
-                    .filter(|p| !p.is_empty()).unwrap_or_else(|| if m.typ == "bind" { "rprivate".into() } else { String::new() }),
-            }));
-        }
-        serde_json::Value::Array(out)
+        serde_json::Value::Array(self.mount_points.iter().map(|m| m.to_json()).collect())
     }
 
     pub fn short_id(&self) -> &str {

@@ -305,6 +305,7 @@ impl Engine {
             pid_path: None,
         };
         let rendered = spec::build(&probe)?;
+        let mut mount_points = self.plan_mounts(&cfg, &host, &image.volumes)?;
         let args: Vec<String> =
             serde_json::from_value(rendered["process"]["args"].clone()).unwrap_or_default();
         let dir = self.config.container_dir(&id);
@@ -329,6 +330,14 @@ impl Engine {
             },
             ..Default::default()
         };
+        let made_volumes = match self.create_volumes(&mut mount_points) {
+            Ok(made) => made,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        record.mount_points = mount_points;
         let result = match name {
             Some(n) => {
                 let n = n.trim_start_matches('/');
@@ -351,6 +360,7 @@ impl Engine {
         };
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&dir);
+            self.undo_volumes(&made_volumes);
             return Err(e.into());
         }
         self.container_event(&record, "create", &[]);
@@ -492,7 +502,7 @@ impl Engine {
                 .get::<Container>(&id)
                 .is_ok_and(|c| c.host_config.auto_remove && !c.state.running);
             if auto_remove && !matches!(e, EngineError::NotModified) {
-                let _ = self.remove(&id, true);
+                let _ = self.remove_with_volumes(&id, true, true);
             }
         }
         result
@@ -595,6 +605,7 @@ impl Engine {
         let bundle = state_dir.join("bundle");
         let prepared = spec::build(&input)
             .map_err(EngineError::from)
+            .and_then(|rendered| self.attach_mounts(&c, &merged, rendered))
             .and_then(|rendered| {
                 let _ = std::fs::remove_dir_all(&state_dir);
                 std::fs::create_dir_all(&bundle).map_err(|e| internal("create bundle", e))?;
@@ -866,6 +877,7 @@ impl Engine {
         if let Some(nets) = self.networks.get() {
             nets.finish_restore()?;
         }
+        self.reconcile_volumes();
         self.restart_on_daemon_start();
         Ok(())
     }
@@ -918,12 +930,14 @@ impl Engine {
         }
         let _ = self.save(&c);
         drop(_guard);
+        self.release_volumes();
         if oom {
             self.container_event(&c, "oom", &[]);
         }
         self.container_event(&c, "die", &[("exitCode", code.to_string())]);
         if c.host_config.auto_remove {
-            let _ = self.remove(id, true);
+            // `--rm` takes the container's anonymous volumes with it, as Docker does.
+            let _ = self.remove_with_volumes(id, true, true);
         } else {
             self.schedule_restart(&c, code);
         }
@@ -1089,6 +1103,11 @@ impl Engine {
     }
 
     pub fn remove(&self, key: &str, force: bool) -> Result<()> {
+        self.remove_with_volumes(key, force, false)
+    }
+
+    /// `docker rm [-f] [-v]`: with `volumes`, its anonymous volumes go too.
+    pub fn remove_with_volumes(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.get(key)?;
         if c.state.running {
             if !force {
@@ -1109,6 +1128,9 @@ impl Engine {
         let _ = std::fs::remove_dir_all(self.config.state_dir(&c.id));
         let _ = std::fs::remove_dir_all(self.config.container_dir(&c.id));
         self.store.remove(&c.id)?;
+        if volumes {
+            self.remove_anonymous_volumes(&c);
+        }
         self.notify();
         self.container_event(&c, "destroy", &[]);
         Ok(())

@@ -22,6 +22,8 @@ pub struct ImageInfo {
     pub stop_signal: Option<String>,
     pub healthcheck: Option<serde_json::Value>,
     pub labels: std::collections::HashMap<String, String>,
+    /// The image's `VOLUME`s: each gets an anonymous volume unless mounted over.
+    pub volumes: Vec<String>,
 }
 
 pub trait ImageService: Send + Sync {

@@ -71,6 +71,7 @@ impl ImageService for LocalImages {
             stop_signal: c.stop_signal,
             healthcheck: c.healthcheck,
             labels: c.labels.unwrap_or_default(),
+            volumes: c.volumes.unwrap_or_default().into_keys().collect(),
         })
     }
 

@@ -545,132 +545,7 @@ fn default_mounts(host: &HostConfig) -> Result<Vec<Value>, SpecError> {
     ])
 }
 
-/// `-v /host:/ctr[:ro|rw|z|Z|shared|...]` (host paths only; named volumes are the
-/// volumes module's).
-fn bind_mount(spec: &str) -> Result<Value, SpecError> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, o] => (*s, *d, *o),
-        _ => {
-            return Err(invalid(
-                "Binds",
-                format!("invalid volume specification: {spec:?}"),
-            ))
-        }
-    };
-    if !src.starts_with('/') {
-        return Err(invalid(
-            "Binds",
-            format!("{spec:?}: named volumes are not supported yet; use an absolute host path"),
-        ));
-    }
-    if !dst.starts_with('/') {
-        return Err(invalid(
-            "Binds",
-            format!("invalid mount config: {dst:?} is not an absolute path"),
-        ));
-    }
-    if dst == "/" {
-        return Err(invalid(
-            "Binds",
-            "invalid specification: destination can't be '/'",
-        ));
-    }
-    let mut options = vec!["rbind".to_string()];
-    let mut mode = "rw";
-    let mut propagation = "rprivate";
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "ro" | "rw" => mode = if o == "ro" { "ro" } else { "rw" },
-            "z" | "Z" | "nocopy" => {}
-            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => propagation = o,
-            other => {
-                return Err(invalid(
-                    "Binds",
-                    format!("invalid mode: {other:?} in {spec:?}"),
-                ))
-            }
-        }
-    }
-    options.push(mode.to_string());
-    options.push(propagation.to_string());
-    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": options}))
-}
-
 /// Docker's defaults for `--tmpfs /path[:opts]`.
-/// One `--mount`: a bind (whose source must exist, as dockerd checks) or a tmpfs.
-fn api_mount(m: &crate::types::Mount) -> Result<Value, SpecError> {
-    let what = |msg: String| {
-        invalid(
-            "Mounts",
-            format!("invalid mount config for type \"{}\": {msg}", m.typ),
-        )
-    };
-    if !m.target.starts_with('/') {
-        return Err(what(format!(
-            "invalid mount path: '{}' mount path must be absolute",
-            m.target
-        )));
-    }
-    if m.target == "/" {
-        return Err(what(
-            "invalid specification: destination can't be '/'".into(),
-        ));
-    }
-    match m.typ.as_str() {
-        "bind" => {
-            if !m.source.starts_with('/') {
-                return Err(what(format!(
-                    "invalid mount path: '{}' mount path must be absolute",
-                    m.source
-                )));
-            }
-            let create = m.bind_options.as_ref().is_some_and(|b| b.create_mountpoint);
-            if !create && !std::path::Path::new(&m.source).exists() {
-                return Err(what(format!(
-                    "bind source path does not exist: {}",
-                    m.source
-                )));
-            }
-            let b = m.bind_options.clone().unwrap_or_default();
-            let mut options = vec![if b.non_recursive { "bind" } else { "rbind" }.to_string()];
-            options.push(if m.read_only { "ro" } else { "rw" }.to_string());
-            options.push(if b.propagation.is_empty() {
-                "rprivate".to_string()
-            } else {
-                b.propagation.clone()
-            });
-            Ok(
-                json!({"destination": m.target, "type": "bind", "source": m.source, "options": options}),
-            )
-        }
-        "tmpfs" => {
-            if !m.source.is_empty() {
-                return Err(what("source must not be specified".into()));
-            }
-            let mut opts = Vec::new();
-            if let Some(t) = &m.tmpfs_options {
-                if t.size_bytes > 0 {
-                    opts.push(format!("size={}", t.size_bytes));
-                }
-                if t.mode != 0 {
-                    opts.push(format!("mode={:o}", t.mode));
-                }
-            }
-            if m.read_only {
-                opts.push("ro".into());
-            }
-            tmpfs_mount(&m.target, &opts.join(","))
-        }
-        "volume" => Err(invalid(
-            "Mounts",
-            "named volumes are not supported yet; use type=bind with an absolute host path",
-        )),
-        other => Err(invalid("Mounts", format!("mount type unknown: {other:?}"))),
-    }
-}
-
 fn tmpfs_mount(path: &str, opts: &str) -> Result<Value, SpecError> {
     if !path.starts_with('/') {
         return Err(invalid(
@@ -733,12 +608,8 @@ pub fn build(input: &SpecInput) -> Result<Value, SpecError> {
         mounts.push(json!({"destination": dst, "type": "bind", "source": src,
                            "options": ["rbind", "rprivate"]}));
     }
-    for b in &h.binds {
-        mounts.push(bind_mount(b)?);
-    }
-    for m in &h.mounts {
-        mounts.push(api_mount(m)?);
-    }
+    // Binds, volumes and `--mount`s are the container's mount points (crate::mounts),
+    // added at start once their sources exist.
     let mut tmpfs: Vec<(&String, &String)> = h.tmpfs.iter().collect();
     tmpfs.sort();
     for (path, opts) in tmpfs {
@@ -1123,7 +994,6 @@ mod tests {
             tmpfs: [("/run".to_string(), "size=1m".to_string())]
                 .into_iter()
                 .collect(),
-            binds: vec!["/tmp:/host-tmp:ro".into()],
             ..Default::default()
         };
         let spec = build(&input(&c, &h, &img)).expect("builds");
@@ -1139,7 +1009,7 @@ mod tests {
         assert_eq!(spec["process"]["noNewPrivileges"], json!(true));
         assert_eq!(spec["root"]["readonly"], json!(true));
         let mounts = spec["mounts"].to_string();
-        assert!(mounts.contains("/host-tmp") && mounts.contains("/run"));
+        assert!(mounts.contains("/run"));
         // CAP_SYS_ADMIN lifts the mount denial.
         assert!(!spec["linux"]["seccomp"].to_string().contains("\"mount\""));
     }
@@ -1173,13 +1043,6 @@ mod tests {
                     ..Default::default()
                 },
                 "MemorySwap",
-            ),
-            (
-                HostConfig {
-                    binds: vec!["rel:/x".into()],
-                    ..Default::default()
-                },
-                "Binds",
             ),
             (
                 HostConfig {

@@ -39,6 +39,10 @@ impl Store {
                  id   TEXT PRIMARY KEY,
                  name TEXT NOT NULL UNIQUE,
                  data TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS volumes (
+                 name TEXT PRIMARY KEY,
+                 data TEXT NOT NULL
              );",
         )?;
         Ok(Store {
@@ -166,6 +170,62 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// Volumes: one row per volume, its record as JSON, keyed by its unique name.
+impl Store {
+    /// Insert a volume; `Ok(false)` when one of that name exists already.
+    pub fn insert_volume<T: Serialize>(&self, name: &str, record: &T) -> Result<bool, StoreError> {
+        let data = to_json(name, record)?;
+        match self.conn().execute(
+            "INSERT INTO volumes (name, data) VALUES (?1, ?2)",
+            params![name, data],
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if is_constraint(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn get_volume<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        let data: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT data FROM volumes WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        data.map(|d| {
+            serde_json::from_str(&d).map_err(|e| StoreError::Corrupt {
+                id: name.to_string(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    pub fn all_volumes<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name, data FROM volumes ORDER BY name")?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(id, data)| {
+                serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+                    id,
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn remove_volume(&self, name: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM volumes WHERE name = ?1", params![name])?;
+        Ok(())
     }
 }
 

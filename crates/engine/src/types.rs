@@ -139,7 +139,7 @@ pub struct HostConfig {
     pub binds: Vec<String>,
     /// The terminal's initial [height, width] for a tty container (the CLI sends it).
     pub console_size: Option<Vec<u16>>,
-    /// `--mount` (bind and tmpfs here; named volumes have their own issue).
+    /// `--mount` (bind, volume, tmpfs).
     #[serde(deserialize_with = "null_as_default")]
     pub mounts: Vec<Mount>,
     pub container_i_d_file: String,

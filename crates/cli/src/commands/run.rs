@@ -123,6 +123,9 @@ fn parse_mount(spec: &str) -> Result<Value> {
     let mut bind = Map::new();
     let mut volume = Map::new();
     let mut tmpfs = Map::new();
+    let mut driver = Map::new();
+    let mut driver_opts = Map::new();
+    let mut volume_labels = Map::new();
     for part in spec.split(',') {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         match k.trim().to_ascii_lowercase().as_str() {
@@ -141,8 +144,26 @@ fn parse_mount(spec: &str) -> Result<Value> {
             "bind-propagation" => {
                 bind.insert("Propagation".into(), json!(v));
             }
+            "bind-nonrecursive" => {
+                bind.insert(
+                    "NonRecursive".into(),
+                    json!(v.is_empty() || v == "true" || v == "1"),
+                );
+            }
             "volume-nocopy" => {
                 volume.insert("NoCopy".into(), json!(v.is_empty() || v == "true"));
+            }
+            "volume-driver" => {
+                driver.insert("Name".into(), json!(v));
+            }
+            "volume-opt" | "volume-label" => {
+                let (key, value) = v.split_once('=').unwrap_or((v, ""));
+                let map = if k.trim() == "volume-opt" {
+                    &mut driver_opts
+                } else {
+                    &mut volume_labels
+                };
+                map.insert(key.to_string(), json!(value));
             }
             "tmpfs-size" => {
                 let bytes = crate::format::ram_in_bytes(v)
@@ -168,6 +189,15 @@ fn parse_mount(spec: &str) -> Result<Value> {
     }
     if !bind.is_empty() {
         m.insert("BindOptions".into(), Value::Object(bind));
+    }
+    if !driver_opts.is_empty() {
+        driver.insert("Options".into(), Value::Object(driver_opts));
+    }
+    if !driver.is_empty() {
+        volume.insert("DriverConfig".into(), Value::Object(driver));
+    }
+    if !volume_labels.is_empty() {
+        volume.insert("Labels".into(), Value::Object(volume_labels));
     }
     if !volume.is_empty() {
         m.insert("VolumeOptions".into(), Value::Object(volume));

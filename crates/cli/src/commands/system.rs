@@ -641,10 +641,116 @@ pub fn df(c: &mut Client, a: DfArgs) -> Result<()> {
     let format = a.format.clone().unwrap_or_else(|| {
         "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}".into()
     });
-    if a.verbose {
-        eprintln!("berth: system df -v shows the summary only");
+    if a.verbose && a.format.is_none() {
+        return df_verbose(&images, &containers, &volumes, cache_size);
     }
     print(&render(&format, &header, &rows)?)
+}
+
+/// `system df -v`: each image, container and volume with its size, as docker prints.
+fn df_verbose(
+    images: &[Value],
+    containers: &[Value],
+    volumes: &[Value],
+    cache_size: i64,
+) -> Result<()> {
+    let size = |n: i64| format::human_size_prec(n as f64, 4);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let ago = |t: i64| format!("{} ago", format::human_duration(now - t));
+    let mut out = String::from("Images space usage:\n\n");
+    let mut rows = vec![
+        "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"
+            .to_string(),
+    ];
+    for i in images {
+        let id = str_field(i, "Id").trim_start_matches("sha256:");
+        let tags: Vec<String> = i
+            .get("RepoTags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (repo, tag) = tags
+            .first()
+            .and_then(|t| t.rsplit_once(':'))
+            .map(|(r, t)| (r.to_string(), t.to_string()))
+            .unwrap_or(("<none>".into(), "<none>".into()));
+        let (total, shared) = (int_field(i, "Size"), int_field(i, "SharedSize").max(0));
+        rows.push(format!(
+            "{repo}\t{tag}\t{}\t{}\t{}\t{}\t{}\t{}",
+            &id[..12.min(id.len())],
+            ago(int_field(i, "Created")),
+            size(total),
+            size(shared),
+            size(total - shared),
+            int_field(i, "Containers")
+        ));
+    }
+    out.push_str(&tabwrite_with(&(rows.join("\n") + "\n"), 10, 3));
+    out.push_str("\nContainers space usage:\n\n");
+    let mut rows = vec![
+        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string(),
+    ];
+    for c in containers {
+        let id = str_field(c, "Id");
+        let volumes = c
+            .get("Mounts")
+            .and_then(Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .filter(|x| str_field(x, "Type") == "volume")
+                    .count()
+            })
+            .unwrap_or(0);
+        let name = c
+            .pointer("/Names/0")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim_start_matches('/');
+        let mut command = str_field(c, "Command").to_string();
+        if command.chars().count() > 20 {
+            command = command.chars().take(19).collect::<String>() + "…";
+        }
+        rows.push(format!(
+            "{}\t{}\t\"{command}\"\t{volumes}\t{}\t{}\t{}\t{name}",
+            &id[..12.min(id.len())],
+            str_field(c, "Image"),
+            size(int_field(c, "SizeRw")),
+            ago(int_field(c, "Created")),
+            str_field(c, "Status"),
+        ));
+    }
+    out.push_str(&tabwrite_with(&(rows.join("\n") + "\n"), 10, 3));
+    out.push_str("\nLocal Volumes space usage:\n\n");
+    let mut rows = vec!["VOLUME NAME\tLINKS\tSIZE".to_string()];
+    for v in volumes {
+        let links = v
+            .pointer("/UsageData/RefCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let bytes = v
+            .pointer("/UsageData/Size")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        rows.push(format!(
+            "{}\t{links}\t{}",
+            str_field(v, "Name"),
+            size(bytes)
+        ));
+    }
+    out.push_str(&tabwrite_with(&(rows.join("\n") + "\n"), 10, 3));
+    out.push_str(&format!(
+        "\nBuild cache usage: {}\n\nCACHE ID   CACHE TYPE   SIZE      CREATED   LAST USED   USAGE     SHARED\n",
+        size(cache_size)
+    ));
+    print(&out)
 }
 
 fn config_store(c: &Client) -> crate::context::Store {
