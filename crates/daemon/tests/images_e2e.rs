@@ -74,7 +74,8 @@ impl Setup {
             shim.display()
         );
         let config_file = dir.path().join("daemon.json");
-        let mut daemon_json = serde_json::json!({"insecure-registries": [registry_address]});
+        let mut daemon_json =
+            serde_json::json!({"bridge": "none", "insecure-registries": [registry_address]});
         if mirror {
             daemon_json["registry-mirrors"] =
                 serde_json::json!([format!("http://{registry_address}")]);

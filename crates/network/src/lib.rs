@@ -738,6 +738,10 @@ impl Networks {
                 });
             }
         }
+        if nets.is_empty() {
+            // No bridge (`"bridge": "none"`, no user networks): no table at all.
+            return nft::delete(&self.cfg.table).map_err(|e| internal("nftables", e));
+        }
         let text = nft::render(&self.cfg.table, &nets, &ports);
         nft::apply(&self.cfg.table, &text).map_err(|e| internal("nftables", e))
     }

@@ -72,7 +72,7 @@ impl Engine {
         let dir = PathBuf::from(format!("/tmp/{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
-        std::fs::write(dir.join("daemon.json"), "{}\n").expect("daemon.json");
+        std::fs::write(dir.join("daemon.json"), "{\"bridge\": \"none\"}\n").expect("daemon.json");
         let log = std::fs::File::create(dir.join("berthd.log")).expect("berthd.log");
         let socket = dir.join("s.sock");
         let daemon = Command::new(bin.join("berthd"))

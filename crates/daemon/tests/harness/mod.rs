@@ -104,8 +104,23 @@ fn reap_leftovers() {
 /// The bridges and the nftables table a test daemon under `dir` made (its data-root
 /// says which), removed.
 pub fn remove_network_leftovers(dir: &Path) {
-    for data in [dir.join("data"), dir.to_path_buf()] {
-        let net = data.join("network");
+    // Data-roots may sit anywhere under the test dir (seed 000's engines nest them).
+    fn network_dirs(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+        if dir.join("network").join("table").exists() {
+            out.push(dir.join("network"));
+        }
+        if depth == 0 {
+            return;
+        }
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name() != "network" {
+                network_dirs(&e.path(), depth - 1, out);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    network_dirs(dir, 4, &mut found);
+    for net in found {
         if let Ok(table) = fs::read_to_string(net.join("table")) {
             let table = table.trim();
             let script = format!("add table inet {table}\ndelete table inet {table}\n");
