@@ -42,7 +42,7 @@ fn matches(
             "id" => vals.iter().any(|v| n.id.starts_with(v)),
             "driver" => vals.iter().any(|v| n.driver == *v),
             "label" => vals.iter().all(|v| label_matches(n, v)),
-            "scope" => vals.iter().any(|v| *v == "local"),
+            "scope" => vals.contains(&"local"),
             "type" => vals.iter().any(|v| match *v {
                 "custom" => !n.predefined(),
                 "builtin" => n.predefined(),

@@ -413,14 +413,15 @@ impl crate::engine::Engine {
         let net = nets.get(network)?;
         let c = self.get(container)?;
         if !uses_networks(&c.host_config) {
-            return Err(EngineError::Forbidden(format!(
-                "container sharing network namespace with another container or host cannot be connected to any other network"
-            )));
+            return Err(EngineError::Forbidden(
+                "container sharing network namespace with another container or host cannot be connected to any other network".into(),
+            ));
         }
         if net.driver != "bridge" {
-            return Err(EngineError::Forbidden(format!(
+            return Err(EngineError::Forbidden(
                 "container cannot be disconnected from host network or connected to host network"
-            )));
+                    .into(),
+            ));
         }
         if c.network.wanted.contains_key(&net.name) {
             return Err(EngineError::Forbidden(format!(
