@@ -35,7 +35,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo '{}' > $WORK/daemon.json
-setsid $BIN/berthd --config-file $WORK/daemon.json --data-root $WORK/berth-data --exec-root $WORK/berth-exec \
+# Both engines without a bridge network here (bench/network.sh measures networking).
+echo '{"bridge": "none"}' > $WORK/berthd.json
+setsid $BIN/berthd --config-file $WORK/berthd.json --data-root $WORK/berth-data --exec-root $WORK/berth-exec \
   -p $WORK/berthd.pid -H unix://$BSOCK --cgroup-parent /berth-bench > $WORK/berthd.log 2>&1 < /dev/null &
 setsid dockerd --data-root $WORK/docker-data --exec-root $WORK/docker-exec -p $WORK/dockerd.pid \
   -H unix://$DSOCK --bridge none --iptables=false --config-file $WORK/daemon.json \
