@@ -435,6 +435,9 @@ fn engine_config(c: &DaemonConfig) -> Result<EngineConfig, DaemonError> {
             })
             .collect(),
         default_init: c.init,
+        default_dns: c.dns.clone(),
+        default_dns_search: c.file.dns_search.clone().unwrap_or_default(),
+        default_dns_options: c.file.dns_opts.clone().unwrap_or_default(),
     })
 }
 

@@ -635,3 +635,29 @@ fn kill9_and_restart_keep_ports_and_addresses_without_duplicate_rules() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ipv6_on_the_default_bridge_and_daemon_dns_defaults() {
+    let pid = std::process::id();
+    let v6 = format!("fd42:{:x}::/64", pid % 0xffff);
+    let d = Daemon::start_networked(&format!(
+        r#""ipv6": true, "fixed-cidr-v6": "{v6}", "dns-search": ["corp.test"]"#
+    ));
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "six", "busybox", "sleep", "300"]);
+    let addr = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.GlobalIPv6Address}}",
+        "six",
+    ]);
+    let prefix = v6.trim_end_matches("/64").trim_end_matches(':');
+    assert_eq!(addr.trim(), format!("{prefix}::2"));
+    let shown = d.ok(&["exec", "six", "ip", "-6", "-o", "addr", "show", "eth0"]);
+    assert!(shown.contains(&format!("{prefix}::2/64")), "{shown}");
+    let gw = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPv6Gateway}}", "six"]);
+    d.ok(&["exec", "six", "ping", "-6", "-c", "1", "-W", "3", gw.trim()]);
+    let resolv = d.ok(&["exec", "six", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 127.0.0.1"), "{resolv}");
+    assert!(resolv.contains("search corp.test"), "{resolv}");
+}

@@ -82,6 +82,10 @@ pub struct EngineConfig {
     pub default_ulimits: Vec<crate::types::Ulimit>,
     /// daemon.json `init`: `--init` for containers that do not say.
     pub default_init: bool,
+    /// daemon.json `dns`, `dns-search`, `dns-opts`: for containers that do not set them.
+    pub default_dns: Vec<String>,
+    pub default_dns_search: Vec<String>,
+    pub default_dns_options: Vec<String>,
 }
 
 impl EngineConfig {
@@ -453,14 +457,23 @@ impl Engine {
                 _ => {}
             }
         }
-        if !c.host_config.dns.is_empty() {
-            servers = c.host_config.dns.clone();
+        let pick = |own: &Vec<String>, daemon: &Vec<String>| -> Option<Vec<String>> {
+            if !own.is_empty() {
+                Some(own.clone())
+            } else if !daemon.is_empty() {
+                Some(daemon.clone())
+            } else {
+                None
+            }
+        };
+        if let Some(v) = pick(&c.host_config.dns, &self.config.default_dns) {
+            servers = v;
         }
-        if !c.host_config.dns_search.is_empty() {
-            search = c.host_config.dns_search.clone();
+        if let Some(v) = pick(&c.host_config.dns_search, &self.config.default_dns_search) {
+            search = v;
         }
-        if !c.host_config.dns_options.is_empty() {
-            options = c.host_config.dns_options.clone();
+        if let Some(v) = pick(&c.host_config.dns_options, &self.config.default_dns_options) {
+            options = v;
         }
         if embedded_dns {
             // The embedded resolver forwards to the servers above, from the host.
@@ -1333,6 +1346,9 @@ mod tests {
                     log_max_file: None,
                     default_ulimits: Vec::new(),
                     default_init: false,
+                    default_dns: vec![],
+                    default_dns_search: vec![],
+                    default_dns_options: vec![],
                 },
                 Arc::new(FakeImages),
             )

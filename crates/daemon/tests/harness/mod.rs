@@ -182,7 +182,10 @@ impl Daemon {
             format!(", {extra}")
         };
         Self::start_json(move |_| {
-            format!("{{\"bridge\": \"{bridge}\", \"bip\": \"{bip}\"{extra}}}\n")
+            // Names the embedded DNS does not know go to the host's loopback, never out.
+            format!(
+                "{{\"bridge\": \"{bridge}\", \"bip\": \"{bip}\", \"dns\": [\"127.0.0.1\"]{extra}}}\n"
+            )
         })
     }
 
