@@ -489,7 +489,19 @@ fn a_host_port_in_use_is_refused_and_nothing_leaks() {
 #[test]
 fn etc_files_say_what_the_flags_say() {
     let d = daemon();
-    d.ok(&["run", "-d", "--name", "target", "busybox", "sleep", "300"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "target",
+        "--expose",
+        "6379",
+        "-e",
+        "SECRET=s3",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
     let target_ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "target"]);
     let gw = d.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "target"]);
     let out = d.ok(&[
@@ -527,6 +539,26 @@ fn etc_files_say_what_the_flags_say() {
     assert!(out.contains("nameserver 10.9.9.9"), "{out}");
     assert!(out.contains("search example.test"), "{out}");
     assert!(out.contains("options ndots:2"), "{out}");
+    let env = d.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "linker",
+        "--link",
+        "target:tgt",
+        "busybox",
+        "env",
+    ]);
+    let ip = target_ip.trim();
+    for want in [
+        format!("TGT_PORT=tcp://{ip}:6379"),
+        format!("TGT_PORT_6379_TCP_ADDR={ip}"),
+        "TGT_PORT_6379_TCP_PORT=6379".to_string(),
+        "TGT_NAME=/linker/tgt".to_string(),
+        "TGT_ENV_SECRET=s3".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in {env}");
+    }
     // The container's own address is in its hosts file under its hostname.
     let hosts = d.ok(&["exec", "target", "cat", "/etc/hosts"]);
     let short = d.ok(&["inspect", "-f", "{{.Config.Hostname}}", "target"]);
@@ -564,6 +596,9 @@ fn kill9_and_restart_keep_ports_and_addresses_without_duplicate_rules() {
     let mut d = daemon();
     let port = free_port();
     let spec = format!("127.0.0.1:{port}:80");
+    // One that exits while berthd is away: its veth and namespace go at the restart.
+    d.ok(&["run", "-d", "--name", "gone", "busybox", "sleep", "300"]);
+    let gone_pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "gone"]);
     d.ok(&[
         "run", "-d", "--name", "web", "-p", &spec, "busybox", "httpd", "-f", "-p", "80", "-h",
         "/etc",
@@ -588,7 +623,27 @@ fn kill9_and_restart_keep_ports_and_addresses_without_duplicate_rules() {
         1,
         "{rules_before}"
     );
-    d.restart_daemon(true);
+    assert_eq!(veths_on(&d.bridge_name()), 2);
+    d.stop_daemon(true);
+    let gone_pid: i32 = gone_pid.trim().parse().unwrap();
+    // SAFETY: the PID of this test's own container.
+    unsafe { libc::kill(gone_pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    d.restart_daemon(false);
+    let state = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "gone",
+    ]);
+    assert_eq!(state.trim(), "exited 137");
+    assert_eq!(veths_on(&d.bridge_name()), 1, "the exited one's veth stays");
+    assert_eq!(
+        std::fs::read_dir(d.exec_root().join("netns"))
+            .unwrap()
+            .count(),
+        2
+    );
     let body = http_get(&format!("127.0.0.1:{port}"), "/hostname").expect("answer after restart");
     assert!(!body.trim().is_empty());
     let rules_after = table_of(&d);
@@ -634,6 +689,27 @@ fn kill9_and_restart_keep_ports_and_addresses_without_duplicate_rules() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn icc_false_keeps_default_bridge_containers_apart() {
+    let d = Daemon::start_networked(r#""icc": false"#);
+    d.import_busybox("busybox");
+    d.ok(&["run", "-d", "--name", "one", "busybox", "sleep", "300"]);
+    d.ok(&["run", "-d", "--name", "two", "busybox", "sleep", "300"]);
+    let ip = d.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "one"]);
+    let gw = d.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "one"]);
+    let out = d.docker(&["exec", "two", "ping", "-c", "1", "-W", "1", ip.trim()]);
+    assert!(!out.status.success(), "icc=false, yet two reached one");
+    d.ok(&["exec", "two", "ping", "-c", "1", "-W", "2", gw.trim()]);
+    let bridge = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{index .Options \"com.docker.network.bridge.enable_icc\"}}",
+        "bridge",
+    ]);
+    assert_eq!(bridge.trim(), "false");
 }
 
 #[test]

@@ -595,9 +595,12 @@ impl Engine {
             release(self);
             return Err(e);
         }
+        // Legacy links add the linked containers' addresses and ports to the environment.
+        let mut with_links = c.config.clone();
+        with_links.env.extend(self.link_env(&c));
         let input = SpecInput {
             id: &id,
-            config: &c.config,
+            config: &with_links,
             host: &c.host_config,
             image: &image.defaults,
             rootfs: &merged,

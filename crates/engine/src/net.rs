@@ -474,6 +474,68 @@ impl crate::engine::Engine {
         Ok(())
     }
 
+    /// The `<ALIAS>_PORT_…`, `<ALIAS>_NAME` and `<ALIAS>_ENV_…` variables of legacy links,
+    /// as Docker still sets them on the default bridge.
+    pub(crate) fn link_env(&self, c: &Container) -> Vec<String> {
+        let mut out = Vec::new();
+        let me = c.name.trim_start_matches('/');
+        for link in &c.host_config.links {
+            let (name, alias) = link.split_once(':').unwrap_or((link, link));
+            let alias = alias.rsplit('/').next().unwrap_or(alias);
+            let Ok(other) = self.get(name.trim_start_matches('/')) else {
+                continue;
+            };
+            let Some(ip) = other
+                .network
+                .attached
+                .as_ref()
+                .and_then(|a| a.endpoints.iter().find_map(|e| e.ip))
+            else {
+                continue;
+            };
+            let prefix: String = alias
+                .chars()
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() {
+                        ch.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let mut ports: Vec<(u16, String)> = other
+                .config
+                .exposed_ports
+                .iter()
+                .flat_map(|m| m.keys())
+                .filter_map(|k| {
+                    let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+                    p.parse().ok().map(|p| (p, proto.to_string()))
+                })
+                .collect();
+            ports.sort();
+            if let Some((p, proto)) = ports.first() {
+                out.push(format!("{prefix}_PORT={proto}://{ip}:{p}"));
+            }
+            for (p, proto) in &ports {
+                let key = format!("{prefix}_PORT_{p}_{}", proto.to_uppercase());
+                out.push(format!("{key}={proto}://{ip}:{p}"));
+                out.push(format!("{key}_ADDR={ip}"));
+                out.push(format!("{key}_PORT={p}"));
+                out.push(format!("{key}_PROTO={proto}"));
+            }
+            out.push(format!("{prefix}_NAME=/{me}/{alias}"));
+            for e in &other.config.env {
+                if let Some((k, v)) = e.split_once('=') {
+                    if k != "HOME" && k != "PATH" && k != "HOSTNAME" {
+                        out.push(format!("{prefix}_ENV_{k}={v}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     pub fn network_event(&self, net: &berth_network::Network, action: &str, container: &str) {
         let mut attrs = BTreeMap::new();
         attrs.insert("name".to_string(), net.name.clone());
