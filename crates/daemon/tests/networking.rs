@@ -737,3 +737,141 @@ fn ipv6_on_the_default_bridge_and_daemon_dns_defaults() {
     assert!(resolv.contains("nameserver 127.0.0.1"), "{resolv}");
     assert!(resolv.contains("search corp.test"), "{resolv}");
 }
+
+/// berth's CLI, built next to berthd (the workspace's test build makes both).
+fn berth(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_berthd")).with_file_name("berth");
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build -p berth-cli",
+        bin.display()
+    );
+    std::process::Command::new(bin)
+        .arg("-H")
+        .arg(d.host())
+        .args(args)
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run berth")
+}
+
+fn berth_ok(d: &Daemon, args: &[&str]) -> String {
+    let o = berth(d, args);
+    assert!(o.status.success(), "berth {args:?}: {}", stderr(&o));
+    text(&o)
+}
+
+#[test]
+fn berth_cli_drives_networks_and_ports() {
+    let d = daemon();
+    let net = subnet(7);
+    berth_ok(
+        &d,
+        &[
+            "network", "create", "--subnet", &net, "--label", "team=web", "shop",
+        ],
+    );
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:80");
+    berth_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "front",
+            "--hostname",
+            "front-host",
+            "--network",
+            "shop",
+            "--network-alias",
+            "www",
+            "-p",
+            &spec,
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+    );
+    assert_eq!(
+        http_get(&format!("127.0.0.1:{port}"), "/hostname")
+            .unwrap()
+            .trim(),
+        "front-host"
+    );
+    assert_eq!(
+        berth_ok(&d, &["port", "front"]).trim(),
+        format!("80/tcp -> 127.0.0.1:{port}")
+    );
+    let ps = berth_ok(&d, &["ps", "--format", "{{.Names}} {{.Ports}}"]);
+    assert_eq!(ps.trim(), format!("front 127.0.0.1:{port}->80/tcp"));
+    let ls = berth_ok(
+        &d,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "label=team=web",
+            "--format",
+            "{{.Name}} {{.Driver}}",
+        ],
+    );
+    assert_eq!(ls.trim(), "shop bridge");
+    let sub = berth_ok(
+        &d,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            "shop",
+        ],
+    );
+    assert_eq!(sub.trim(), net);
+    let out = berth_ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "shop",
+            "busybox",
+            "nslookup",
+            "www",
+        ],
+    );
+    let ip = berth_ok(
+        &d,
+        &[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.shop.IPAddress}}",
+            "front",
+        ],
+    );
+    assert!(out.contains(ip.trim()), "{out}");
+    berth_ok(&d, &["network", "connect", "bridge", "front"]);
+    let nets = berth_ok(
+        &d,
+        &[
+            "inspect",
+            "-f",
+            "{{len .NetworkSettings.Networks}}",
+            "front",
+        ],
+    );
+    assert_eq!(nets.trim(), "2");
+    berth_ok(&d, &["network", "disconnect", "bridge", "front"]);
+    let rm = berth(&d, &["network", "rm", "shop"]);
+    assert!(!rm.status.success());
+    assert!(stderr(&rm).contains("active endpoints"), "{}", stderr(&rm));
+    berth_ok(&d, &["rm", "-f", "front"]);
+    berth_ok(&d, &["network", "rm", "shop"]);
+    let ls = berth_ok(&d, &["network", "ls", "-q"]);
+    assert_eq!(ls.lines().count(), 3);
+}

@@ -457,6 +457,23 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     }
     host.insert("Ulimits".into(), json!(ulimits));
     config.insert("HostConfig".into(), Value::Object(host));
+    // The primary network's endpoint settings, as the docker CLI sends them.
+    let mut endpoint = serde_json::Map::new();
+    if a.ip.is_some() || a.ip6.is_some() {
+        endpoint.insert(
+            "IPAMConfig".into(),
+            json!({"IPv4Address": a.ip.clone().unwrap_or_default(),
+                   "IPv6Address": a.ip6.clone().unwrap_or_default()}),
+        );
+    }
+    if !a.network_alias.is_empty() {
+        endpoint.insert("Aliases".into(), json!(a.network_alias));
+    }
+    let net = a.network.clone().unwrap_or_else(|| "default".into());
+    config.insert(
+        "NetworkingConfig".into(),
+        json!({"EndpointsConfig": {net: Value::Object(endpoint)}}),
+    );
     Ok(Value::Object(config))
 }
 
