@@ -549,12 +549,17 @@ async fn logs(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response,
                 frame(if is_err { 2 } else { 1 }, text.as_bytes())
             })
         };
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            return;
-        };
+        // The shim makes the log file at the first line of output: until then a
+        // follower waits for it while the container runs.
         let mut all = String::new();
-        if file.read_to_string(&mut all).is_err() {
-            return;
+        match std::fs::File::open(&path) {
+            Ok(mut file) => {
+                if file.read_to_string(&mut all).is_err() {
+                    return;
+                }
+            }
+            Err(_) if !follow => return,
+            Err(_) => {}
         }
         let lines: Vec<&str> = all.lines().collect();
         let start = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
@@ -576,6 +581,10 @@ async fn logs(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response,
             let running = engine.get(&id).map(|c| c.state.running).unwrap_or(false);
             let mut f = match std::fs::File::open(&path) {
                 Ok(f) => f,
+                Err(_) if running && !tx.is_closed() => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
                 Err(_) => return,
             };
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);

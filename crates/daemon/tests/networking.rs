@@ -116,6 +116,66 @@ fn published_port_answers_on_loopback_and_shows_in_ps_and_port() {
     // The container reaches the host's side too: its gateway answers ping.
     let gw = d.ok(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "web"]);
     d.ok(&["exec", "web", "ping", "-c", "1", "-W", "2", gw.trim()]);
+    // Bound to 127.0.0.1 only: not reachable through the bridge's address.
+    let refused = d.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "nc",
+        "-w",
+        "2",
+        gw.trim(),
+        &port.to_string(),
+    ]);
+    assert!(!refused.status.success());
+    // Published on every address: other containers reach it through the host's
+    // addresses: one on the same bridge, one on a user network, and the container
+    // itself (hairpin); the host through the bridge's address too.
+    let open_port = free_port();
+    let spec = format!("{open_port}:80");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "open",
+        "--hostname",
+        "webhost",
+        "-p",
+        &spec,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let body = http_get(&format!("{}:{open_port}", gw.trim()), "/hostname").expect("answer");
+    assert_eq!(body.trim(), "webhost");
+    let get = format!(
+        "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {} {open_port}",
+        gw.trim()
+    );
+    let same = d.ok(&["run", "--rm", "busybox", "sh", "-c", &get]);
+    assert!(same.contains("webhost"), "{same}");
+    d.ok(&["network", "create", "--subnet", &subnet(8), "elsewhere"]);
+    let other_gw = subnet(8).replace(".0/24", ".1");
+    let get_other = get.replace(gw.trim(), &other_gw);
+    let other = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "elsewhere",
+        "busybox",
+        "sh",
+        "-c",
+        &get_other,
+    ]);
+    assert!(other.contains("webhost"), "{other}");
+    let own = d.ok(&["exec", "open", "sh", "-c", &get]);
+    assert!(own.contains("webhost"), "{own}");
+    d.ok(&["rm", "-f", "open"]);
+    d.ok(&["network", "rm", "elsewhere"]);
     // Stopped: the port is closed, the veth and the rule are gone.
     d.ok(&["stop", "-t", "1", "web"]);
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
@@ -302,6 +362,26 @@ fn user_networks_resolve_names_and_aliases_and_are_isolated() {
     assert!(!out.status.success());
     let inspect = d.ok(&["network", "inspect", "-f", "{{len .Containers}}", "front"]);
     assert_eq!(inspect.trim(), "1");
+    // Network events, as `docker events` shows them.
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &harness::unix_secs(1),
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    for want in [
+        "create front",
+        "connect front",
+        "connect back",
+        "disconnect front",
+    ] {
+        assert!(events.lines().any(|l| l == want), "{want} not in {events}");
+    }
     // ls, filters, rm with users (refused), prune.
     let ls = d.ok(&[
         "network",

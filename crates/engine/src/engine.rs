@@ -642,6 +642,13 @@ impl Engine {
             }
         };
         c.rootfs = rootfs;
+        if let (Some(nets), Some(a)) = (self.networks.get(), &attached) {
+            for e in &a.endpoints {
+                if let Ok(n) = nets.get(&e.network_id) {
+                    self.network_event(&n, "connect", &id);
+                }
+            }
+        }
         c.network.attached = attached;
         c.state = State {
             status: "running".into(),
@@ -936,6 +943,11 @@ impl Engine {
         let _ = self.images.unmount_rootfs(id);
         if let Some(nets) = self.networks.get() {
             nets.release(id);
+            for e in c.network.attached.iter().flat_map(|a| a.endpoints.iter()) {
+                if let Ok(n) = nets.get(&e.network_id) {
+                    self.network_event(&n, "disconnect", id);
+                }
+            }
         }
         c.network.attached = None;
         {

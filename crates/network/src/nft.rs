@@ -96,10 +96,15 @@ pub fn render(table: &str, nets: &[RuleNet], ports: &[RulePort]) -> String {
         // Loopback clients of a published port, and containers reaching a published
         // port of their own network (hairpin): answers must come back through NAT.
         let _ = writeln!(t, "    oifname \"{br}\" ip saddr 127.0.0.0/8 masquerade");
-        let _ = writeln!(
-            t,
-            "    iifname \"{br}\" oifname \"{br}\" ct status dnat masquerade"
-        );
+        // By address, not interface: with br_netfilter loaded (dockerd loads it) the
+        // hairpin packet is bridged and its interfaces are the veths.
+        for s in n.subnets.iter().filter(|s| s.is_v4()) {
+            let net = s.network();
+            let _ = writeln!(
+                t,
+                "    ct status dnat ip saddr {net} ip daddr {net} masquerade"
+            );
+        }
         if n.masquerade && !n.internal {
             for s in &n.subnets {
                 let family = if s.is_v4() { "ip" } else { "ip6" };
@@ -116,12 +121,15 @@ pub fn render(table: &str, nets: &[RuleNet], ports: &[RulePort]) -> String {
         t,
         "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
     );
+    for n in nets.iter().filter(|n| n.internal) {
+        let br = &n.bridge;
+        let _ = writeln!(t, "    iifname \"{br}\" oifname != \"{br}\" drop");
+        let _ = writeln!(t, "    oifname \"{br}\" iifname != \"{br}\" drop");
+    }
+    // A published port is open to everyone, containers of other networks included.
+    let _ = writeln!(t, "    ct status dnat accept");
     for n in nets {
         let br = &n.bridge;
-        if n.internal {
-            let _ = writeln!(t, "    iifname \"{br}\" oifname != \"{br}\" drop");
-            let _ = writeln!(t, "    oifname \"{br}\" iifname != \"{br}\" drop");
-        }
         let others: Vec<&str> = bridges.iter().copied().filter(|b| b != br).collect();
         if !others.is_empty() {
             let _ = writeln!(t, "    iifname \"{br}\" oifname {} drop", set(&others));
