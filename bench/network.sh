@@ -66,19 +66,22 @@ for p in $PB $PD; do
 done
 
 # One client at a time, 2000 requests: the time connect() takes (the handshake through
-# the forwarding), and the whole request (connect, GET, the answer to its end).
+# the forwarding), to the answer's first byte (what a client waits for), and the whole
+# request (connect, GET, the answer to its end).
 connect_us() {
   python3 - "$1" <<'PY'
 import socket, sys, time
-port = int(sys.argv[1]); n = 2000; c = []; r = []
+port = int(sys.argv[1]); n = 2000; c = []; f = []; r = []
 for _ in range(n):
     s = socket.socket(); a = time.perf_counter(); s.connect(("127.0.0.1", port)); b = time.perf_counter()
     s.sendall(b"GET /page HTTP/1.0\r\n\r\n")
-    while s.recv(65536):
+    first = s.recv(65536); fb = time.perf_counter()
+    while first and s.recv(65536):
         pass
-    e = time.perf_counter(); s.close(); c.append(b - a); r.append(e - a)
-c.sort(); r.sort()
-print(f"{c[n//2]*1e6:.0f} {c[int(n*0.99)]*1e6:.0f} {r[n//2]*1e6:.0f} {r[int(n*0.99)]*1e6:.0f}")
+    e = time.perf_counter(); s.close(); c.append(b - a); f.append(fb - a); r.append(e - a)
+c.sort(); f.sort(); r.sort()
+q = lambda v, x: f"{v[int(n*x)]*1e6:.0f}"
+print(q(c, .5), q(c, .99), q(f, .5), q(f, .99), q(r, .5), q(r, .99))
 PY
 }
 wrk_line() { wrk -t2 -c16 -d${SECS}s --latency "http://127.0.0.1:$1/page" 2>&1; }
@@ -88,13 +91,13 @@ echo "## Networking (issue 6) — \`bash bench/network.sh $SECS\`, $(date -u +%F
 echo
 echo "dockerd $($D version --format '{{.Server.Version}}') (iptables DNAT + docker-proxy, its defaults), berthd $($B version --format '{{.Server.Version}}') (release, nftables DNAT); busybox httpd (a process per connection) behind \`-p 127.0.0.1:PORT:80\`; wrk -t2 -c16 -d${SECS}s from the host, twice each, alternating; kernel $(uname -r), $(nproc) cores"
 echo
-echo "| Engine | run | wrk requests/s | wrk latency p50 | wrk latency p99 | one client: connect p50 / p99 (µs) | one client: request p50 / p99 (µs) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| Engine | run | wrk requests/s | wrk latency p50 | wrk latency p99 | one client: connect() p50 / p99 (µs) | first byte p50 / p99 (µs) | whole request p50 / p99 (µs) |"
+echo "|---|---|---|---|---|---|---|---|"
 for round in 1 2; do
   for e in berth docker; do
     p=$PB; [ $e = docker ] && p=$PD
     read -r rps p50 p99 < <(wrk_line $p | summ)
-    read -r c50 c99 r50 r99 < <(connect_us $p)
-    echo "| $e | $round | $rps | $p50 | $p99 | $c50 / $c99 | $r50 / $r99 |"
+    read -r c50 c99 f50 f99 r50 r99 < <(connect_us $p)
+    echo "| $e | $round | $rps | $p50 | $p99 | $c50 / $c99 | $f50 / $f99 | $r50 / $r99 |"
   done
 done
