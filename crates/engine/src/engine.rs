@@ -122,6 +122,11 @@ pub struct Engine {
     pub events: crate::events::Events,
     /// Bridges, addresses, ports (absent in unit tests and without privileges).
     networks: std::sync::OnceLock<Arc<berth_network::Networks>>,
+    /// Every container record, decoded, for list (`ps -a` of a thousand containers
+    /// would otherwise decode a thousand JSON records per call). Filled at the first
+    /// list; each write goes to the store first and then here, under this lock, so
+    /// the copy is never older than the store.
+    records: std::sync::RwLock<Option<HashMap<String, Container>>>,
 }
 
 /// `docker wait`'s conditions.
@@ -185,6 +190,7 @@ impl Engine {
             restart_attempts: Mutex::new(HashMap::new()),
             events: Default::default(),
             networks: std::sync::OnceLock::new(),
+            records: std::sync::RwLock::new(None),
         })
     }
 
@@ -346,7 +352,7 @@ impl Engine {
             Some(n) => {
                 let n = n.trim_start_matches('/');
                 record.name = format!("/{n}");
-                self.store.insert(&id, n, &record)
+                self.insert_record(&id, n, &record)
             }
             None => {
                 let seed = u64::from_str_radix(&id[..12], 16).unwrap_or(0);
@@ -355,7 +361,7 @@ impl Engine {
                     let n =
                         names::generate(seed.wrapping_add(attempt as u64 * 7919), attempt.min(1));
                     record.name = format!("/{n}");
-                    match self.store.insert(&id, &n, &record) {
+                    match self.insert_record(&id, &n, &record) {
                         Err(StoreError::NameInUse { .. }) if attempt < 20 => attempt += 1,
                         other => break other,
                     }
@@ -372,8 +378,24 @@ impl Engine {
     }
 
     pub(crate) fn save(&self, c: &Container) -> Result<()> {
-        self.store.update(&c.id, c)?;
+        {
+            let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
+            self.store.update(&c.id, c)?;
+            if let Some(m) = records.as_mut() {
+                m.insert(c.id.clone(), c.clone());
+            }
+        }
         self.notify();
+        Ok(())
+    }
+
+    /// Inserts a new record into the store (and the list cache).
+    fn insert_record(&self, id: &str, name: &str, record: &Container) -> Result<(), StoreError> {
+        let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
+        self.store.insert(id, name, record)?;
+        if let Some(m) = records.as_mut() {
+            m.insert(id.to_string(), record.clone());
+        }
         Ok(())
     }
 
@@ -1155,7 +1177,13 @@ impl Engine {
         self.images.remove_rootfs(&c.id)?;
         let _ = std::fs::remove_dir_all(self.config.state_dir(&c.id));
         let _ = std::fs::remove_dir_all(self.config.container_dir(&c.id));
-        self.store.remove(&c.id)?;
+        {
+            let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
+            self.store.remove(&c.id)?;
+            if let Some(m) = records.as_mut() {
+                m.remove(&c.id);
+            }
+        }
         if volumes {
             self.remove_anonymous_volumes(&c);
         }
@@ -1177,7 +1205,21 @@ impl Engine {
     }
 
     pub fn list(&self) -> Result<Vec<Container>> {
-        let mut all: Vec<Container> = self.store.all()?;
+        let cached = self
+            .records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|m| m.values().cloned().collect::<Vec<_>>());
+        let mut all = match cached {
+            Some(all) => all,
+            None => {
+                let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
+                let all: Vec<Container> = self.store.all()?;
+                *records = Some(all.iter().map(|c| (c.id.clone(), c.clone())).collect());
+                all
+            }
+        };
         all.sort_by(|a, b| b.created.cmp(&a.created));
         Ok(all)
     }
