@@ -214,6 +214,35 @@ fn publish_all_takes_ephemeral_ports_and_udp_echoes() {
     let body = http_get(&format!("127.0.0.1:{port}"), "/passwd").expect("answer");
     assert!(body.starts_with("root:x:0:0"), "{body}");
 
+    // An image's EXPOSE is the container's: -P publishes it.
+    let tar = harness::busybox_tar(&d.dir);
+    d.ok(&[
+        "import",
+        "--change",
+        "EXPOSE 8080",
+        "--change",
+        "ENV PATH=/bin",
+        tar.to_str().unwrap(),
+        "exposing",
+    ]);
+    d.ok(&[
+        "run", "-d", "--name", "exp", "-P", "exposing", "httpd", "-f", "-p", "8080", "-h", "/etc",
+    ]);
+    let mapped = d.ok(&["port", "exp", "8080"]);
+    let eport: u16 = mapped
+        .lines()
+        .next()
+        .unwrap_or("")
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .expect("a port");
+    assert!(http_get(&format!("127.0.0.1:{eport}"), "/passwd")
+        .unwrap()
+        .starts_with("root:"));
+
     let uport = free_port();
     let spec = format!("127.0.0.1:{uport}:9999/udp");
     // busybox has no UDP server: Debian's python3, bind-mounted read-only, echoes.

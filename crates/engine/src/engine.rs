@@ -295,6 +295,14 @@ impl Engine {
             cfg.stop_signal = image.stop_signal.clone();
         }
         cfg.healthcheck = crate::health::merge(cfg.healthcheck.take(), image.healthcheck.as_ref());
+        if !image.exposed_ports.is_empty() {
+            let ports = cfg.exposed_ports.get_or_insert_with(Default::default);
+            for p in &image.exposed_ports {
+                ports
+                    .entry(p.clone())
+                    .or_insert_with(|| serde_json::json!({}));
+            }
+        }
         let probe = SpecInput {
             id: &id,
             config: &cfg,

@@ -24,6 +24,8 @@ pub struct ImageInfo {
     pub labels: std::collections::HashMap<String, String>,
     /// The image's `VOLUME`s: each gets an anonymous volume unless mounted over.
     pub volumes: Vec<String>,
+    /// The image's `EXPOSE`d ports (`80/tcp`): the container's too, as dockerd merges them.
+    pub exposed_ports: Vec<String>,
 }
 
 pub trait ImageService: Send + Sync {

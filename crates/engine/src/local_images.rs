@@ -72,6 +72,7 @@ impl ImageService for LocalImages {
             healthcheck: c.healthcheck,
             labels: c.labels.unwrap_or_default(),
             volumes: c.volumes.unwrap_or_default().into_keys().collect(),
+            exposed_ports: c.exposed_ports.unwrap_or_default().into_keys().collect(),
         })
     }
 
