@@ -199,7 +199,7 @@ pub fn server_version_text(sv: &Value) -> String {
                 json!({"Name": "Engine", "Version": sv.get("Version"), "Details": {
                     "ApiVersion": sv.get("ApiVersion"), "MinAPIVersion": sv.get("MinAPIVersion"),
                     "GoVersion": sv.get("GoVersion"), "GitCommit": sv.get("GitCommit"),
-                    "BuildTime": sv.get("BuildTime"), "Os": sv.get("Os"), "Arch": sv.get("Arch"),
+                    "BuildTime": sv.get("BuildTime").map(reformat_date), "Os": sv.get("Os"), "Arch": sv.get("Arch"),
                     "Experimental": sv.get("Experimental").cloned().unwrap_or(json!(false)).to_string(),
                 }}),
             ];
@@ -239,9 +239,36 @@ pub fn server_version_text(sv: &Value) -> String {
     t
 }
 
+/// A build time as docker's CLI shows it: an RFC 3339 time (dockerd sends one) in
+/// Go's ANSIC layout, anything else as it came.
+fn reformat_date(t: &Value) -> Value {
+    match t.as_str().and_then(format::go_ansic) {
+        Some(ansic) => Value::String(ansic),
+        None => t.clone(),
+    }
+}
+
+/// The Engine component's BuildTime reformatted, as docker's CLI does before its
+/// template sees it (the top-level BuildTime stays as the daemon sent it).
+fn reformat_build_time(v: &mut Value) {
+    for comp in v
+        .get_mut("Components")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if comp.get("Name").and_then(Value::as_str) == Some("Engine") {
+            if let Some(t) = comp.pointer_mut("/Details/BuildTime") {
+                *t = reformat_date(t);
+            }
+        }
+    }
+}
+
 pub fn version(c: &mut Client, a: FormatArg) -> Result<()> {
     // Docker's templates see Go field names: ApiVersion is APIVersion there.
     let server = c.get_json("/version").map(|mut v| {
+        reformat_build_time(&mut v);
         if let Some(obj) = v.as_object_mut() {
             if let Some(api) = obj.get("ApiVersion").cloned() {
                 obj.insert("APIVersion".into(), api);
