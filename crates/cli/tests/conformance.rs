@@ -34,6 +34,7 @@ against_both_daemons!(
     lifecycle_commands_match_docker,
     version_server_part_matches_docker,
     events_save_and_load_match_docker,
+    volumes_networks_info_and_disk_usage_match_docker,
 );
 
 /// Runs one command line through both CLIs; retries a few times when the only
@@ -683,4 +684,102 @@ fn events_save_and_load_match_docker(e: &Engine) {
         (code(&d), stdout(&d), stderr(&d))
     );
     assert!(stdout(&b).contains("busybox:latest"), "{}", stdout(&b));
+}
+
+fn volumes_networks_info_and_disk_usage_match_docker(e: &Engine) {
+    e.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "300"]);
+    e.ok(&[
+        "run",
+        "--name",
+        "changed",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /tmp/f; mkdir /new; echo done",
+    ]);
+    e.ok(&["volume", "create", "--label", "a=b", "v1"]);
+    for args in [
+        &["system", "df"][..],
+        &["system", "df", "-v"],
+        &["images", "-a"],
+        &["images", "--digests"],
+        &[
+            "images",
+            "--format",
+            "{{.SharedSize}} {{.UniqueSize}} {{.Size}}",
+        ],
+        &["history", "--no-trunc", "busybox"],
+        &["logs", "--details", "changed"],
+        &["port", "sleeper"],
+        &["ps", "-s", "-a"],
+        &["network", "ls"],
+        &["network", "inspect", "none"],
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+            "host",
+            "none",
+        ],
+        &["network", "inspect", "no-such-network"],
+        &["volume", "ls"],
+        &["volume", "ls", "-q"],
+        &["volume", "inspect", "v1"],
+        &[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Labels}}",
+            "v1",
+        ],
+        &["volume", "inspect", "no-such-volume"],
+        &["volume", "rm", "no-such-volume"],
+    ] {
+        same(e, args);
+    }
+    // dockerd lists a container's changes in Go map order, which differs from one
+    // call to the next: against it, the same lines in any order.
+    match e.kind {
+        Kind::Berthd => same(e, &["diff", "changed"]),
+        Kind::Dockerd => {
+            let sorted = |o: std::process::Output| {
+                let mut lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+                lines.sort();
+                (code(&o), lines, stderr(&o))
+            };
+            let b = sorted(e.berth(&["diff", "changed"]));
+            assert_eq!(b.1, ["A /new", "A /tmp/f", "C /tmp"]);
+            assert_eq!(b, sorted(e.docker(&["diff", "changed"])));
+        }
+    }
+    // What changes the daemon runs through each CLI on twins.
+    let pairs: &[(&[&str], &[&str])] = &[
+        (&["volume", "create", "vb"], &["volume", "create", "vd"]),
+        (&["volume", "rm", "vb"], &["volume", "rm", "vd"]),
+    ];
+    for (b_args, d_args) in pairs {
+        let b = e.berth(b_args);
+        let d = e.docker(d_args);
+        assert_eq!(
+            (code(&b), stdout(&b).replace("vb", "X"), stderr(&b)),
+            (code(&d), stdout(&d).replace("vd", "X"), stderr(&d)),
+            "{b_args:?}"
+        );
+    }
+    // All of `info` but the client's own version line.
+    let client_version = |s: String| -> String {
+        s.lines()
+            .filter(|l| !l.starts_with(" Version:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let b = e.berth(&["info"]);
+    let d = e.docker(&["info"]);
+    assert_eq!(code(&b), code(&d), "info: {}", stderr(&b));
+    assert!(stdout(&b).contains("Server:"), "{}", stdout(&b));
+    assert_eq!(
+        client_version(mask(&stdout(&b))),
+        client_version(mask(&stdout(&d)))
+    );
 }

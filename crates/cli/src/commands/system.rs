@@ -681,7 +681,10 @@ fn df_verbose(
     volumes: &[Value],
     cache_size: i64,
 ) -> Result<()> {
+    // Docker's units.HumanSize (4 significant digits), except the image and
+    // container SIZE columns, which its formatters print with 3.
     let size = |n: i64| format::human_size_prec(n as f64, 4);
+    let size3 = |n: i64| format::human_size(n as f64);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -714,7 +717,7 @@ fn df_verbose(
             "{repo}\t{tag}\t{}\t{}\t{}\t{}\t{}\t{}",
             &id[..12.min(id.len())],
             ago(int_field(i, "Created")),
-            size(total),
+            size3(total),
             size(shared),
             size(total - shared),
             int_field(i, "Containers")
@@ -741,15 +744,13 @@ fn df_verbose(
             .and_then(Value::as_str)
             .unwrap_or("")
             .trim_start_matches('/');
-        let mut command = str_field(c, "Command").to_string();
-        if command.chars().count() > 20 {
-            command = command.chars().take(19).collect::<String>() + "…";
-        }
+        // As docker's container formatter: truncated, then Go-quoted.
+        let command = format::go_quote(&format::ellipsis(str_field(c, "Command"), 20));
         rows.push(format!(
-            "{}\t{}\t\"{command}\"\t{volumes}\t{}\t{}\t{}\t{name}",
+            "{}\t{}\t{command}\t{volumes}\t{}\t{}\t{}\t{name}",
             &id[..12.min(id.len())],
             str_field(c, "Image"),
-            size(int_field(c, "SizeRw")),
+            size3(int_field(c, "SizeRw")),
             ago(int_field(c, "Created")),
             str_field(c, "Status"),
         ));
