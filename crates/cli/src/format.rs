@@ -341,6 +341,32 @@ pub fn short_id(id: &str) -> String {
 /// Parses an RFC 3339 time ("2026-12-01T21:04:14.123456789Z", offsets allowed)
 /// into Unix seconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    parse_rfc3339_offset(s).map(|(t, offset)| t - offset)
+}
+
+/// Go's `time.Parse(time.RFC3339Nano, s).Format(time.ANSIC)`, as docker's CLI shows
+/// a daemon's build time: "Thu May  7 21:09:36 2026", the wall clock in the time's own
+/// offset.
+pub fn go_ansic(s: &str) -> Option<String> {
+    if s.as_bytes().get(10) != Some(&b'T') {
+        return None;
+    }
+    let (wall, _) = parse_rfc3339_offset(s)?;
+    let (y, mo, d, h, mi, se) = civil_from_unix(wall);
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[(wall.div_euclid(86400) + 4).rem_euclid(7) as usize];
+    let month = MONTHS.get(usize::try_from(mo - 1).ok()?)?;
+    Some(format!(
+        "{weekday} {month} {d:>2} {h:02}:{mi:02}:{se:02} {y}"
+    ))
+}
+
+/// An RFC 3339 time as (its wall clock in Unix seconds, its offset in seconds).
+fn parse_rfc3339_offset(s: &str) -> Option<(i64, i64)> {
     let b = s.as_bytes();
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
         return None;
@@ -363,7 +389,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset)
+    Some((
+        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se,
+        offset,
+    ))
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -520,5 +549,21 @@ mod tests {
         assert_eq!(go_time_string(t), "2026-12-01 21:04:14 +0000 UTC");
         assert_eq!(parse_go_duration("1h30m"), Some(5400));
         assert_eq!(ram_in_bytes("512m"), Some(512 * 1024 * 1024));
+    }
+
+    #[test]
+    fn build_times_as_docker_shows_them() {
+        // dockerd 20.10's /version BuildTime, and what docker version prints.
+        assert_eq!(
+            go_ansic("2026-05-07T21:09:36.000000000+00:00").as_deref(),
+            Some("Thu May  7 21:09:36 2026")
+        );
+        // The wall clock in the time's own offset, not converted to UTC.
+        assert_eq!(
+            go_ansic("2024-02-29T23:30:00-05:00").as_deref(),
+            Some("Thu Feb 29 23:30:00 2024")
+        );
+        assert_eq!(go_ansic("Thu May  7 21:09:36 2026"), None);
+        assert_eq!(go_ansic("2026-05-07 21:09:36Z"), None);
     }
 }

@@ -4,7 +4,38 @@
 
 mod common;
 
-use common::{code, mask, mask_ids, stderr, stdout, Engine};
+use common::{code, mask, mask_ids, stderr, stdout, Engine, Kind};
+
+/// Each check runs twice: against berthd, and against Debian's dockerd (20.10, API
+/// 1.41), since berth is a client of the Engine API and not of berthd alone. A command
+/// line left out against dockerd says why next to it.
+macro_rules! against_both_daemons {
+    ($($name:ident),* $(,)?) => {
+        mod against_berthd {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Engine::of(super::Kind::Berthd));
+            })*
+        }
+        mod against_dockerd {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Engine::of(super::Kind::Dockerd));
+            })*
+        }
+    };
+}
+
+against_both_daemons!(
+    ps_images_inspect_logs_match_docker,
+    run_exit_codes_and_output_match_docker,
+    create_flags_reach_the_daemon_as_dockers_do,
+    prune_commands_match_docker,
+    lifecycle_commands_match_docker,
+    version_server_part_matches_docker,
+    events_save_and_load_match_docker,
+    volumes_networks_info_and_disk_usage_match_docker,
+);
 
 /// Runs one command line through both CLIs; retries a few times when the only
 /// difference could be a clock tick between the two runs.
@@ -47,9 +78,7 @@ fn berth_as_docker(s: &str) -> String {
     mask_ids(&s.replace("berth ", "docker ").replace("berth:", "docker:"))
 }
 
-#[test]
-fn ps_images_inspect_logs_match_docker() {
-    let e = Engine::start();
+fn ps_images_inspect_logs_match_docker(e: &Engine) {
     e.ok(&["run", "--name", "hello", "busybox", "echo", "hello world"]);
     let failing = e.berth(&[
         "run",
@@ -227,13 +256,11 @@ fn ps_images_inspect_logs_match_docker() {
             "busybox",
         ],
     ] {
-        same(&e, args);
+        same(e, args);
     }
 }
 
-#[test]
-fn run_exit_codes_and_output_match_docker() {
-    let e = Engine::start();
+fn run_exit_codes_and_output_match_docker(e: &Engine) {
     for args in [
         &["run", "--rm", "busybox", "echo", "hi"][..],
         &["run", "--rm", "busybox", "sh", "-c", "exit 42"],
@@ -295,15 +322,13 @@ fn run_exit_codes_and_output_match_docker() {
             .map(|a| if *a == "ENVFILE" { envfile.as_str() } else { a })
             .collect();
         let args = &args[..];
-        same(&e, args);
+        same(e, args);
     }
 }
 
 /// The same flags through both CLIs must give the daemon the same container: the
 /// create bodies berth builds are compared through what berthd stored.
-#[test]
-fn create_flags_reach_the_daemon_as_dockers_do() {
-    let e = Engine::start();
+fn create_flags_reach_the_daemon_as_dockers_do(e: &Engine) {
     let flag_sets: &[&[&str]] = &[
         &[
             "-e",
@@ -456,6 +481,8 @@ fn create_flags_reach_the_daemon_as_dockers_do() {
         }
         v
     };
+    // Every difference of every flag set, reported together.
+    let mut differences = Vec::new();
     for flags in flag_sets {
         let mut args = vec!["create"];
         args.extend_from_slice(flags);
@@ -469,14 +496,27 @@ fn create_flags_reach_the_daemon_as_dockers_do() {
             let f = format!("{{{{json .{part}}}}}");
             let bv = normalized(&e.ok(&["inspect", "-f", &f, &bid]));
             let dv = normalized(&e.ok(&["inspect", "-f", &f, &did]));
-            assert_eq!(bv, dv, "{flags:?} {part}");
+            let (Some(bm), Some(dm)) = (bv.as_object(), dv.as_object()) else {
+                panic!("{flags:?} {part}: not objects: {bv} / {dv}");
+            };
+            let mut keys: Vec<&String> = bm.keys().chain(dm.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                if bm.get(k) != dm.get(k) {
+                    differences.push(format!(
+                        "{flags:?} {part}.{k}: berth {:?}, docker {:?}",
+                        bm.get(k),
+                        dm.get(k)
+                    ));
+                }
+            }
         }
     }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
-#[test]
-fn prune_commands_match_docker() {
-    let e = Engine::start();
+fn prune_commands_match_docker(e: &Engine) {
     for args in [
         &["container", "prune", "-f"][..],
         &["image", "prune", "-f"],
@@ -507,9 +547,7 @@ fn prune_commands_match_docker() {
     }
 }
 
-#[test]
-fn lifecycle_commands_match_docker() {
-    let e = Engine::start();
+fn lifecycle_commands_match_docker(e: &Engine) {
     // Each command runs through berth on one container and docker on a twin.
     e.ok(&["run", "-d", "--name", "b1", "busybox", "sleep", "300"]);
     e.ok(&["run", "-d", "--name", "d1", "busybox", "sleep", "300"]);
@@ -544,12 +582,10 @@ fn lifecycle_commands_match_docker() {
             "{b_args:?}"
         );
     }
-    same_masked(&e, &["ps", "-a"]);
+    same_masked(e, &["ps", "-a"]);
 }
 
-#[test]
-fn version_server_part_matches_docker() {
-    let e = Engine::start();
+fn version_server_part_matches_docker(e: &Engine) {
     let server = |s: String| -> String {
         s.lines()
             .skip_while(|l| !l.starts_with("Server"))
@@ -561,7 +597,7 @@ fn version_server_part_matches_docker() {
     assert!(b.starts_with("Server"), "{b}");
     assert_eq!(b, d);
     same(
-        &e,
+        e,
         &[
             "version",
             "--format",
@@ -569,7 +605,7 @@ fn version_server_part_matches_docker() {
         ],
     );
     same(
-        &e,
+        e,
         &[
             "info",
             "--format",
@@ -578,9 +614,7 @@ fn version_server_part_matches_docker() {
     );
 }
 
-#[test]
-fn events_save_and_load_match_docker() {
-    let e = Engine::start();
+fn events_save_and_load_match_docker(e: &Engine) {
     e.ok(&["tag", "busybox", "again:1"]);
     e.ok(&["run", "--rm", "--name", "ev", "busybox", "true"]);
     e.ok(&["rmi", "again:1"]);
@@ -620,7 +654,7 @@ fn events_save_and_load_match_docker() {
             "{{json .}}",
         ],
     ] {
-        same(&e, args);
+        same(e, args);
     }
     let b_tar = e.dir.join("b.tar");
     let d_tar = e.dir.join("d.tar");
@@ -650,4 +684,102 @@ fn events_save_and_load_match_docker() {
         (code(&d), stdout(&d), stderr(&d))
     );
     assert!(stdout(&b).contains("busybox:latest"), "{}", stdout(&b));
+}
+
+fn volumes_networks_info_and_disk_usage_match_docker(e: &Engine) {
+    e.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "300"]);
+    e.ok(&[
+        "run",
+        "--name",
+        "changed",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /tmp/f; mkdir /new; echo done",
+    ]);
+    e.ok(&["volume", "create", "--label", "a=b", "v1"]);
+    for args in [
+        &["system", "df"][..],
+        &["system", "df", "-v"],
+        &["images", "-a"],
+        &["images", "--digests"],
+        &[
+            "images",
+            "--format",
+            "{{.SharedSize}} {{.UniqueSize}} {{.Size}}",
+        ],
+        &["history", "--no-trunc", "busybox"],
+        &["logs", "--details", "changed"],
+        &["port", "sleeper"],
+        &["ps", "-s", "-a"],
+        &["network", "ls"],
+        &["network", "inspect", "none"],
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+            "host",
+            "none",
+        ],
+        &["network", "inspect", "no-such-network"],
+        &["volume", "ls"],
+        &["volume", "ls", "-q"],
+        &["volume", "inspect", "v1"],
+        &[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Labels}}",
+            "v1",
+        ],
+        &["volume", "inspect", "no-such-volume"],
+        &["volume", "rm", "no-such-volume"],
+    ] {
+        same(e, args);
+    }
+    // dockerd lists a container's changes in Go map order, which differs from one
+    // call to the next: against it, the same lines in any order.
+    match e.kind {
+        Kind::Berthd => same(e, &["diff", "changed"]),
+        Kind::Dockerd => {
+            let sorted = |o: std::process::Output| {
+                let mut lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+                lines.sort();
+                (code(&o), lines, stderr(&o))
+            };
+            let b = sorted(e.berth(&["diff", "changed"]));
+            assert_eq!(b.1, ["A /new", "A /tmp/f", "C /tmp"]);
+            assert_eq!(b, sorted(e.docker(&["diff", "changed"])));
+        }
+    }
+    // What changes the daemon runs through each CLI on twins.
+    let pairs: &[(&[&str], &[&str])] = &[
+        (&["volume", "create", "vb"], &["volume", "create", "vd"]),
+        (&["volume", "rm", "vb"], &["volume", "rm", "vd"]),
+    ];
+    for (b_args, d_args) in pairs {
+        let b = e.berth(b_args);
+        let d = e.docker(d_args);
+        assert_eq!(
+            (code(&b), stdout(&b).replace("vb", "X"), stderr(&b)),
+            (code(&d), stdout(&d).replace("vd", "X"), stderr(&d)),
+            "{b_args:?}"
+        );
+    }
+    // All of `info` but the client's own version line.
+    let client_version = |s: String| -> String {
+        s.lines()
+            .filter(|l| !l.starts_with(" Version:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let b = e.berth(&["info"]);
+    let d = e.docker(&["info"]);
+    assert_eq!(code(&b), code(&d), "info: {}", stderr(&b));
+    assert!(stdout(&b).contains("Server:"), "{}", stdout(&b));
+    assert_eq!(
+        client_version(mask(&stdout(&b))),
+        client_version(mask(&stdout(&d)))
+    );
 }

@@ -7,6 +7,13 @@ use crate::args::ContextCommand;
 use crate::client::{CliError, Result};
 use crate::context::Store;
 
+/// Docker's warning after `context ls` and `context use` when DOCKER_HOST is set.
+fn warn_docker_host_overrides() {
+    if std::env::var("DOCKER_HOST").is_ok_and(|h| !h.is_empty()) {
+        eprintln!("Warning: DOCKER_HOST environment variable overrides the active context. To use a context, either set the global --context flag, or unset DOCKER_HOST environment variable.");
+    }
+}
+
 pub fn run(store: &Store, command: ContextCommand) -> Result<()> {
     match command {
         ContextCommand::Ls(a) => {
@@ -32,16 +39,16 @@ pub fn run(store: &Store, command: ContextCommand) -> Result<()> {
                     "table {{.Name}}{{if .Current}} *{{end}}\t{{.Description}}\t{{.DockerEndpoint}}\t{{.Error}}".into()
                 })
             };
-            print(&render(&format, &header, &rows)?)
+            print(&render(&format, &header, &rows)?)?;
+            warn_docker_host_overrides();
+            Ok(())
         }
         ContextCommand::Use(a) => {
             store.get(&a.name)?;
             store.set_current(&a.name)?;
             println!("{}", a.name);
             eprintln!("Current context is now \"{}\"", a.name);
-            if std::env::var("DOCKER_HOST").is_ok_and(|h| !h.is_empty()) {
-                eprintln!("Warning: DOCKER_HOST environment variable overrides the active context. To use a context, either set the global --context flag, or unset DOCKER_HOST environment variable.");
-            }
+            warn_docker_host_overrides();
             Ok(())
         }
         ContextCommand::Show => {

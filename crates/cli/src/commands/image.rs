@@ -37,10 +37,11 @@ fn image_rows(img: &Value, trunc: bool) -> Vec<Value> {
             "Digest": digest,
             "ID": if trunc { short_id(id) } else { id.to_string() },
             "Repository": repo,
-            "SharedSize": na(shared, human_size(shared as f64)),
+            // units.HumanSize: 4 significant digits, where Size has 3.
+            "SharedSize": na(shared, format::human_size_prec(shared as f64, 4)),
             "Size": human_size(size as f64),
             "Tag": tag,
-            "UniqueSize": na(shared, human_size((size - shared) as f64)),
+            "UniqueSize": na(shared, format::human_size_prec((size - shared) as f64, 4)),
             "VirtualSize": format::human_size_prec(size as f64, 4),
         })
     };

@@ -230,6 +230,17 @@ fn parse_publish(s: &str) -> Result<(String, Value)> {
     ))
 }
 
+/// A list flag as the docker CLI sends it: `null` when not given (its `ListOpts`
+/// start as nil slices), so a daemon that stores the body as is (dockerd) shows the
+/// same `inspect` as for docker's own create.
+fn list_or_null<S: serde::Serialize>(values: &[S]) -> Value {
+    if values.is_empty() {
+        Value::Null
+    } else {
+        json!(values)
+    }
+}
+
 /// The body of POST /containers/create, from `run`/`create` flags.
 pub fn create_body(a: &RunArgs) -> Result<Value> {
     let attach_all = a.attach.is_empty();
@@ -325,7 +336,7 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
         volumes.insert(v.clone(), json!({}));
     }
     config.insert("Volumes".into(), Value::Object(volumes));
-    host.insert("Binds".into(), json!(binds));
+    host.insert("Binds".into(), list_or_null(&binds));
     let mut mounts = Vec::new();
     for m in &a.mount {
         mounts.push(parse_mount(m)?);
@@ -343,18 +354,18 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
     host.insert("AutoRemove".into(), json!(a.rm));
     host.insert("Privileged".into(), json!(a.privileged));
     host.insert("ReadonlyRootfs".into(), json!(a.read_only));
-    host.insert("CapAdd".into(), json!(normalize_caps(&a.cap_add)));
-    host.insert("CapDrop".into(), json!(normalize_caps(&a.cap_drop)));
+    host.insert("CapAdd".into(), list_or_null(&normalize_caps(&a.cap_add)));
+    host.insert("CapDrop".into(), list_or_null(&normalize_caps(&a.cap_drop)));
     // Docker's CLI defaults, sent as it sends them.
     host.insert("MemorySwappiness".into(), json!(-1));
     host.insert("OomKillDisable".into(), json!(a.oom_kill_disable));
-    host.insert("SecurityOpt".into(), json!(a.security_opt));
+    host.insert("SecurityOpt".into(), list_or_null(&a.security_opt));
     host.insert("Dns".into(), json!(a.dns));
     host.insert("DnsSearch".into(), json!(a.dns_search));
     host.insert("DnsOptions".into(), json!(a.dns_option));
-    host.insert("VolumesFrom".into(), json!(a.volumes_from));
-    host.insert("Links".into(), json!(a.link));
-    host.insert("GroupAdd".into(), json!(a.group_add));
+    host.insert("VolumesFrom".into(), list_or_null(&a.volumes_from));
+    host.insert("Links".into(), list_or_null(&a.link));
+    host.insert("GroupAdd".into(), list_or_null(&a.group_add));
     for (key, value) in [
         ("PidMode", &a.pid),
         ("IpcMode", &a.ipc),
@@ -412,7 +423,17 @@ pub fn create_body(a: &RunArgs) -> Result<Value> {
                 "Config": Value::Object(split_kv(&a.log_opt))}),
         );
     }
-    host.insert("ExtraHosts".into(), json!(a.add_host));
+    host.insert("ExtraHosts".into(), list_or_null(&a.add_host));
+    // No flags for these yet; the docker CLI always sends them as empty lists.
+    for key in [
+        "BlkioWeightDevice",
+        "BlkioDeviceReadBps",
+        "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps",
+        "BlkioDeviceWriteIOps",
+    ] {
+        host.insert(key.into(), json!([]));
+    }
     if !a.tmpfs.is_empty() {
         let mut t = Map::new();
         for x in &a.tmpfs {

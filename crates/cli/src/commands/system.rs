@@ -199,7 +199,7 @@ pub fn server_version_text(sv: &Value) -> String {
                 json!({"Name": "Engine", "Version": sv.get("Version"), "Details": {
                     "ApiVersion": sv.get("ApiVersion"), "MinAPIVersion": sv.get("MinAPIVersion"),
                     "GoVersion": sv.get("GoVersion"), "GitCommit": sv.get("GitCommit"),
-                    "BuildTime": sv.get("BuildTime"), "Os": sv.get("Os"), "Arch": sv.get("Arch"),
+                    "BuildTime": sv.get("BuildTime").map(reformat_date), "Os": sv.get("Os"), "Arch": sv.get("Arch"),
                     "Experimental": sv.get("Experimental").cloned().unwrap_or(json!(false)).to_string(),
                 }}),
             ];
@@ -239,9 +239,36 @@ pub fn server_version_text(sv: &Value) -> String {
     t
 }
 
+/// A build time as docker's CLI shows it: an RFC 3339 time (dockerd sends one) in
+/// Go's ANSIC layout, anything else as it came.
+fn reformat_date(t: &Value) -> Value {
+    match t.as_str().and_then(format::go_ansic) {
+        Some(ansic) => Value::String(ansic),
+        None => t.clone(),
+    }
+}
+
+/// The Engine component's BuildTime reformatted, as docker's CLI does before its
+/// template sees it (the top-level BuildTime stays as the daemon sent it).
+fn reformat_build_time(v: &mut Value) {
+    for comp in v
+        .get_mut("Components")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if comp.get("Name").and_then(Value::as_str) == Some("Engine") {
+            if let Some(t) = comp.pointer_mut("/Details/BuildTime") {
+                *t = reformat_date(t);
+            }
+        }
+    }
+}
+
 pub fn version(c: &mut Client, a: FormatArg) -> Result<()> {
     // Docker's templates see Go field names: ApiVersion is APIVersion there.
     let server = c.get_json("/version").map(|mut v| {
+        reformat_build_time(&mut v);
         if let Some(obj) = v.as_object_mut() {
             if let Some(api) = obj.get("ApiVersion").cloned() {
                 obj.insert("APIVersion".into(), api);
@@ -654,7 +681,10 @@ fn df_verbose(
     volumes: &[Value],
     cache_size: i64,
 ) -> Result<()> {
+    // Docker's units.HumanSize (4 significant digits), except the image and
+    // container SIZE columns, which its formatters print with 3.
     let size = |n: i64| format::human_size_prec(n as f64, 4);
+    let size3 = |n: i64| format::human_size(n as f64);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -687,7 +717,7 @@ fn df_verbose(
             "{repo}\t{tag}\t{}\t{}\t{}\t{}\t{}\t{}",
             &id[..12.min(id.len())],
             ago(int_field(i, "Created")),
-            size(total),
+            size3(total),
             size(shared),
             size(total - shared),
             int_field(i, "Containers")
@@ -714,15 +744,13 @@ fn df_verbose(
             .and_then(Value::as_str)
             .unwrap_or("")
             .trim_start_matches('/');
-        let mut command = str_field(c, "Command").to_string();
-        if command.chars().count() > 20 {
-            command = command.chars().take(19).collect::<String>() + "…";
-        }
+        // As docker's container formatter: truncated, then Go-quoted.
+        let command = format::go_quote(&format::ellipsis(str_field(c, "Command"), 20));
         rows.push(format!(
-            "{}\t{}\t\"{command}\"\t{volumes}\t{}\t{}\t{}\t{name}",
+            "{}\t{}\t{command}\t{volumes}\t{}\t{}\t{}\t{name}",
             &id[..12.min(id.len())],
             str_field(c, "Image"),
-            size(int_field(c, "SizeRw")),
+            size3(int_field(c, "SizeRw")),
             ago(int_field(c, "Created")),
             str_field(c, "Status"),
         ));

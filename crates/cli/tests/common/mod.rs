@@ -1,7 +1,9 @@
-//! A berthd of the test's own (temp data-root, exec-root, socket, pidfile, cgroup
-//! parent, empty daemon.json), a busybox image imported offline, and runners for
-//! `berth` and the real `docker` CLI against it. Dropping the [`Engine`] removes
-//! its containers, stops berthd, kills leftovers and unmounts what it mounted.
+//! A daemon of the test's own — berthd, or Debian's dockerd (20.10, API 1.41) with the
+//! containerd it starts — on a temp data-root, exec-root, socket, pidfile and cgroup
+//! parent, with a busybox image imported offline, and runners for `berth` and the real
+//! `docker` CLI against it. Dropping the [`Engine`] removes its containers, stops the
+//! daemon (SIGTERM, so dockerd stops its containerd), kills leftovers, removes its
+//! cgroups and unmounts what it mounted.
 
 #![allow(dead_code)]
 
@@ -43,9 +45,18 @@ fn daemon_bin_dir() -> &'static Path {
     })
 }
 
+/// Which daemon an [`Engine`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Berthd,
+    /// Debian's dockerd (package docker.io), Engine API 1.41.
+    Dockerd,
+}
+
 pub struct Engine {
     pub dir: PathBuf,
     pub socket: PathBuf,
+    pub kind: Kind,
     cgroup_parent: String,
     daemon: Option<Child>,
 }
@@ -62,18 +73,33 @@ pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
+/// A fresh directory (and cgroup parent name) for one daemon.
+fn new_dir() -> (String, PathBuf) {
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let tag = format!("bcli-{}-{n}", std::process::id());
+    // Short: shim and containerd socket paths live under the exec-root and sun_path
+    // is 108 bytes.
+    let dir = PathBuf::from(format!("/tmp/{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    (tag, dir)
+}
+
 impl Engine {
+    /// A daemon of this kind, with busybox:latest imported.
+    pub fn of(kind: Kind) -> Engine {
+        match kind {
+            Kind::Berthd => Engine::start(),
+            Kind::Dockerd => Engine::dockerd(),
+        }
+    }
+
     /// A fresh berthd with busybox:latest imported.
     pub fn start() -> Engine {
         let bin = daemon_bin_dir();
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let tag = format!("bcli-{}-{n}", std::process::id());
-        // Short: shim socket paths live under the exec-root and sun_path is 108 bytes.
-        let dir = PathBuf::from(format!("/tmp/{tag}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
+        let (tag, dir) = new_dir();
         std::fs::write(dir.join("daemon.json"), "{\"bridge\": \"none\"}\n").expect("daemon.json");
-        let log = std::fs::File::create(dir.join("berthd.log")).expect("berthd.log");
+        let log = std::fs::File::create(dir.join("daemon.log")).expect("daemon.log");
         let socket = dir.join("s.sock");
         let daemon = Command::new(bin.join("berthd"))
             .arg("--config-file")
@@ -96,16 +122,62 @@ impl Engine {
         let mut engine = Engine {
             dir,
             socket,
+            kind: Kind::Berthd,
             cgroup_parent: tag,
             daemon: Some(daemon),
         };
-        engine.wait_ready();
+        engine.wait_ready(Duration::from_secs(30));
         engine.import_busybox();
         engine
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    /// A fresh Debian dockerd (20.10) with busybox:latest imported (by berth, from
+    /// the same tar as berthd's). No bridge, no iptables: nothing on the host's
+    /// network changes; its own containerd namespaces, so it shares nothing with
+    /// another dockerd on the machine.
+    pub fn dockerd() -> Engine {
+        let (tag, dir) = new_dir();
+        std::fs::write(dir.join("daemon.json"), "{}\n").expect("daemon.json");
+        let log = std::fs::File::create(dir.join("daemon.log")).expect("daemon.log");
+        let socket = dir.join("s.sock");
+        let daemon = Command::new("/usr/sbin/dockerd")
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("-p")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .arg("--cgroup-parent")
+            .arg(format!("/{tag}"))
+            .arg("--containerd-namespace")
+            .arg(&tag)
+            .arg("--containerd-plugins-namespace")
+            .arg(format!("{tag}-plugins"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("Debian's dockerd (package docker.io) at /usr/sbin/dockerd");
+        let mut engine = Engine {
+            dir,
+            socket,
+            kind: Kind::Dockerd,
+            cgroup_parent: tag,
+            daemon: Some(daemon),
+        };
+        // dockerd starts containerd first; under load that takes seconds.
+        engine.wait_ready(Duration::from_secs(60));
+        engine.import_busybox();
+        engine
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(mut s) = UnixStream::connect(&self.socket) {
                 let _ = s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -117,15 +189,16 @@ impl Engine {
                 }
             }
             if let Some(Ok(Some(st))) = self.daemon.as_mut().map(Child::try_wait) {
-                panic!("berthd exited ({st}): {}", self.log());
+                panic!("{:?} exited ({st}): {}", self.kind, self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("berthd did not answer /_ping: {}", self.log());
+        panic!("{:?} did not answer /_ping: {}", self.kind, self.log());
     }
 
+    /// The daemon's log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("berthd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
     pub fn host(&self) -> String {
@@ -165,9 +238,10 @@ impl Engine {
         let o = self.berth(args);
         assert!(
             o.status.success(),
-            "berth {args:?} failed ({}): {}\n--- berthd log ---\n{}",
+            "berth {args:?} failed ({}): {}\n--- {:?} log ---\n{}",
             o.status,
             stderr(&o),
+            self.kind,
             self.log()
         );
         stdout(&o)
@@ -247,9 +321,14 @@ impl Drop for Engine {
             }
         }
         if let Some(mut d) = self.daemon.take() {
-            // SAFETY: our own unreaped child.
+            // SAFETY: our own unreaped child. SIGTERM, so that dockerd also stops the
+            // containerd it started.
             unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let grace = match self.kind {
+                Kind::Berthd => 5,
+                Kind::Dockerd => 20,
+            };
+            let deadline = Instant::now() + Duration::from_secs(grace);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = d.try_wait() {
                     break;
@@ -258,6 +337,12 @@ impl Drop for Engine {
             }
             let _ = d.kill();
             let _ = d.wait();
+        }
+        // Whatever outlived its daemon and names this directory on its command line:
+        // dockerd's containerd and containerd-shim-runc-v2 (`-address
+        // <dir>/exec/containerd/containerd.sock`), a berth-shim.
+        for pid in processes_naming(&self.dir) {
+            kill(pid);
         }
         // Shims (and so containers) a failed test left behind.
         for entry in std::fs::read_dir(self.dir.join("exec/containers"))
@@ -299,6 +384,24 @@ impl Drop for Engine {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Processes (not this one) whose command line mentions `dir`.
+fn processes_naming(dir: &Path) -> Vec<i32> {
+    // With the slash: /tmp/bcli-1-1 must not match /tmp/bcli-1-10.
+    let needle = format!("{}/", dir.display());
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle.as_str()))
+        })
+        .collect()
 }
 
 /// Replaces IDs (12 or 64 lowercase hex digits) with placeholders of the same width.
