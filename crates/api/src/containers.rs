@@ -256,7 +256,7 @@ async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError>
         }
     }
     let e = engine.clone();
-    let containers = blocking(move || e.list()).await?;
+    let containers = blocking(move || e.list_shared()).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -307,7 +307,7 @@ const LIST_FILTERS: &[&str] = &[
 fn matches_filters(
     c: &Container,
     filters: &[(String, String)],
-    all: &[Container],
+    all: &[Arc<Container>],
 ) -> Result<bool, ApiError> {
     let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
     keys.dedup();
@@ -330,7 +330,12 @@ fn created_secs(c: &Container) -> i64 {
     berth_engine::container::parse_rfc3339_secs(&c.created).unwrap_or(0)
 }
 
-fn matches_filter(c: &Container, key: &str, v: &str, all: &[Container]) -> Result<bool, ApiError> {
+fn matches_filter(
+    c: &Container,
+    key: &str,
+    v: &str,
+    all: &[Arc<Container>],
+) -> Result<bool, ApiError> {
     let find = |name: &str| {
         all.iter()
             .find(|o| {

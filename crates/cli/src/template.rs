@@ -646,16 +646,23 @@ pub fn set_missing(m: Missing) {
 }
 
 /// A field path looked up as Go would for the current `Missing` mode.
-fn lookup_field(base: Val, path: &[String], place: &Place, at_root: bool) -> Res<Val> {
+/// A field chain from `base`, by reference: only the value found is copied (a row's
+/// whole map used to be copied for each field of a `table` line). `at_root` is asked
+/// only when a field is missing, for Go's error text.
+fn lookup_field(
+    base: Option<&Value>,
+    path: &[String],
+    place: &Place,
+    at_root: &dyn Fn() -> bool,
+) -> Res<Val> {
     let mode = MISSING.with(|c| c.get());
     let mut cur = base;
     for (depth, key) in path.iter().enumerate() {
-        let next = match &cur {
-            Some(Value::Object(m)) => m.get(key).cloned(),
-            _ => return lookup(cur, &path[depth..]),
+        let next = match cur {
+            Some(Value::Object(m)) => m.get(key),
+            _ => return lookup(cur.cloned(), &path[depth..]),
         };
         let is_go_map = cur
-            .as_ref()
             .and_then(Value::as_object)
             .is_some_and(|m| m.contains_key(MAP_KEY));
         if next.is_none() && is_go_map {
@@ -675,7 +682,7 @@ fn lookup_field(base: Val, path: &[String], place: &Place, at_root: bool) -> Res
                 Missing::MapError => {
                     return Err(format!("{at} map has no entry for key \"{key}\""))
                 }
-                Missing::Struct(ty) if depth == 0 && at_root => {
+                Missing::Struct(ty) if depth == 0 && at_root() => {
                     return Err(format!("{at} can't evaluate field {key} in type {ty}"))
                 }
                 Missing::Struct(_) => return Ok(None),
@@ -683,7 +690,7 @@ fn lookup_field(base: Val, path: &[String], place: &Place, at_root: bool) -> Res
         }
         cur = next;
     }
-    Ok(cur)
+    Ok(cur.cloned())
 }
 
 fn exec_list(nodes: &[Node], dot: Option<&Value>, vars: &mut Vars, out: &mut String) -> Res<()> {
@@ -824,9 +831,11 @@ fn eval_arg(arg: &Arg, dot: Option<&Value>, vars: &mut Vars) -> Res<Val> {
     match arg {
         Arg::Field(path, place) => {
             // Only a row's own fields are struct fields; deeper values are maps.
-            let at_root = matches!(MISSING.with(|c| c.get()), Missing::Struct(_))
-                && vars.first().is_some_and(|(_, root)| root.as_ref() == dot);
-            lookup_field(dot.cloned(), path, place, at_root)
+            let at_root = || {
+                matches!(MISSING.with(|c| c.get()), Missing::Struct(_))
+                    && vars.first().is_some_and(|(_, root)| root.as_ref() == dot)
+            };
+            lookup_field(dot, path, place, &at_root)
         }
         Arg::Var(name, path) => {
             let base = vars

@@ -126,7 +126,7 @@ pub struct Engine {
     /// would otherwise decode a thousand JSON records per call). Filled at the first
     /// list; each write goes to the store first and then here, under this lock, so
     /// the copy is never older than the store.
-    records: std::sync::RwLock<Option<HashMap<String, Container>>>,
+    records: std::sync::RwLock<Option<HashMap<String, Arc<Container>>>>,
 }
 
 /// `docker wait`'s conditions.
@@ -390,7 +390,7 @@ impl Engine {
             let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
             self.store.update(&c.id, c)?;
             if let Some(m) = records.as_mut() {
-                m.insert(c.id.clone(), c.clone());
+                m.insert(c.id.clone(), Arc::new(c.clone()));
             }
         }
         self.notify();
@@ -402,7 +402,7 @@ impl Engine {
         let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
         self.store.insert(id, name, record)?;
         if let Some(m) = records.as_mut() {
-            m.insert(id.to_string(), record.clone());
+            m.insert(id.to_string(), Arc::new(record.clone()));
         }
         Ok(())
     }
@@ -1213,6 +1213,16 @@ impl Engine {
     }
 
     pub fn list(&self) -> Result<Vec<Container>> {
+        Ok(self
+            .list_shared()?
+            .into_iter()
+            .map(|c| (*c).clone())
+            .collect())
+    }
+
+    /// Every container, newest first, shared with the cache (no copies: what `ps`
+    /// reads for a thousand containers).
+    pub fn list_shared(&self) -> Result<Vec<Arc<Container>>> {
         let cached = self
             .records
             .read()
@@ -1223,7 +1233,12 @@ impl Engine {
             Some(all) => all,
             None => {
                 let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
-                let all: Vec<Container> = self.store.all()?;
+                let all: Vec<Arc<Container>> = self
+                    .store
+                    .all::<Container>()?
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect();
                 *records = Some(all.iter().map(|c| (c.id.clone(), c.clone())).collect());
                 all
             }
