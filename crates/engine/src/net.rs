@@ -262,8 +262,8 @@ pub fn primary_name(host: &HostConfig) -> &str {
     }
 }
 
-/// `NetworkSettings` of inspect.
-pub fn settings_json(c: &Container, networks: Option<&Networks>) -> Value {
+/// `NetworkSettings.Networks`: each configured network, with its endpoint while running.
+fn networks_json(c: &Container, networks: Option<&Networks>) -> serde_json::Map<String, Value> {
     let att = c.network.attached.as_ref();
     let mut nets = serde_json::Map::new();
     for (name, w) in &c.network.wanted {
@@ -313,6 +313,13 @@ pub fn settings_json(c: &Container, networks: Option<&Networks>) -> Value {
             );
         }
     }
+    nets
+}
+
+/// `NetworkSettings` of inspect.
+pub fn settings_json(c: &Container, networks: Option<&Networks>) -> Value {
+    let att = c.network.attached.as_ref();
+    let nets = networks_json(c, networks);
     let mut ports = serde_json::Map::new();
     for key in c.config.exposed_ports.iter().flat_map(|m| m.keys()) {
         ports.insert(key.clone(), Value::Null);
@@ -393,7 +400,7 @@ pub fn ps_ports(c: &Container) -> Value {
 
 /// `NetworkSettings.Networks` of a ps entry.
 pub fn ps_networks(c: &Container, networks: Option<&Networks>) -> Value {
-    settings_json(c, networks)["Networks"].clone()
+    Value::Object(networks_json(c, networks))
 }
 
 impl crate::engine::Engine {
