@@ -179,6 +179,12 @@ fn absolute_cgroups_path() {
     for line in cgroup.lines().filter(|l| !l.starts_with("0::")) {
         assert!(line.ends_with(&path), "{line} in {cgroup}");
     }
+    // A hybrid host's unified hierarchy too: the init is born there (clone3 with
+    // CLONE_INTO_CGROUP) and joins the v1 ones by itself.
+    if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        let unified = cgroup.lines().find(|l| l.starts_with("0::")).unwrap_or("");
+        assert!(unified.ends_with(&path), "{unified} in {cgroup}");
+    }
     let pids_max = cgroup_mount("pids")
         .join(path.trim_start_matches('/'))
         .join("pids.max");

@@ -2,6 +2,7 @@
 //! controllers share one), plus the same path in the unified hierarchy of a
 //! hybrid host, which gets the processes but no limits.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -469,6 +470,37 @@ fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
 }
 
 impl CgroupManager for V1Manager {
+    fn prepare_self_join(&self) -> Result<Option<super::SelfJoin>, CgroupError> {
+        let mut tasks = Vec::new();
+        for (mount, dir) in &self.dirs {
+            let created = setup::create_dirs(dir)?;
+            if mount.has("cpuset") {
+                for level in &created {
+                    inherit_cpuset(level)?;
+                }
+                inherit_cpuset(dir)?;
+            }
+            tasks.push(dir.join("tasks"));
+        }
+        let (clone_into, unified_dir) = match &self.unified {
+            Some(dir) => {
+                setup::create_dirs(dir)?;
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(dir)
+                    .map_err(|e| fs::io_error(dir, e))?;
+                (Some(f), Some(dir.clone()))
+            }
+            None => (None, None),
+        };
+        Ok(Some(super::SelfJoin {
+            tasks,
+            clone_into,
+            unified_dir,
+        }))
+    }
+
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
         for (mount, dir) in &self.dirs {
             let created = setup::create_dirs(dir)?;

@@ -8,7 +8,7 @@
 //! the init so that the init lands in the new PID namespace.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{unshare, CloneFlags};
@@ -142,6 +142,15 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         .transpose()?;
     let (parent, child) = sync::pair()?;
 
+    // The init joins its cgroup by itself (fast; see cgroups::SelfJoin) unless it is
+    // born in a new user namespace (no right to the host's cgroup files then) or
+    // through a stage process.
+    let needs_stage = plan.join.iter().any(|j| j.typ != LinuxNamespaceType::Pid);
+    let self_join = if needs_stage || plan.creates(CloneFlags::CLONE_NEWUSER) {
+        None
+    } else {
+        cgroup.prepare_self_join()?
+    };
     let ctx = InitContext {
         id: &opts.id,
         spec,
@@ -159,6 +168,10 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         preserve_fds: opts.preserve_fds + listen_fds(),
         stdio: opts.stdio,
         listen_fds: listen_fds(),
+        cgroup_tasks: self_join
+            .as_ref()
+            .map(|j| j.tasks.as_slice())
+            .unwrap_or(&[]),
     };
 
     // Joining a PID namespace affects our future children only, so the runtime does
@@ -166,12 +179,33 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
     if let Some(pid_ns) = plan.join.iter().find(|j| j.typ == LinuxNamespaceType::Pid) {
         namespaces::join(pid_ns)?;
     }
-    let needs_stage = plan.join.iter().any(|j| j.typ != LinuxNamespaceType::Pid);
+    let parent_applies = self_join.is_none();
     let init_pid = if needs_stage {
         spawn_staged(&ctx, &parent, linux)?
     } else {
         let flags = plan.create - CloneFlags::CLONE_NEWCGROUP;
-        let pid = clone_process(flags)?;
+        let into = self_join
+            .as_ref()
+            .and_then(|j| j.clone_into.as_ref())
+            .map(|f| f.as_fd());
+        let pid = match into {
+            Some(fd) => match super::clone_process_into(flags, fd)? {
+                Some(pid) => pid,
+                None => {
+                    // Born outside the v2 cgroup: put it there the slow way below.
+                    let pid = clone_process(flags)?;
+                    if pid != 0 {
+                        if let Some(dir) = self_join.as_ref().and_then(|j| j.unified_dir.as_ref()) {
+                            std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(
+                                |e| RuntimeError::Init(format!("join {}: {e}", dir.display())),
+                            )?;
+                        }
+                    }
+                    pid
+                }
+            },
+            None => clone_process(flags)?,
+        };
         if pid == 0 {
             drop(parent);
             init::run(&ctx, true);
@@ -186,7 +220,9 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
     drop(console);
     drop(fifo);
 
-    cgroup.apply(init_pid)?;
+    if parent_applies {
+        cgroup.apply(init_pid)?;
+    }
     cgroup.set(&with_default_devices(
         linux.resources().clone().unwrap_or_default(),
     ))?;

@@ -50,6 +50,9 @@ pub struct InitContext<'a> {
     pub preserve_fds: u32,
     pub stdio: Option<[i32; 3]>,
     pub listen_fds: u32,
+    /// cgroup v1 `tasks` files to join by writing `0`, first thing (see
+    /// [`crate::cgroups::SelfJoin`]); empty when the runtime moves us.
+    pub cgroup_tasks: &'a [std::path::PathBuf],
 }
 
 /// Never returns: execs the container process or exits.
@@ -66,6 +69,15 @@ pub fn run(ctx: &InitContext, parent_is_runtime: bool) -> ! {
         None,
     );
     reset_signal_dispositions();
+    for tasks in ctx.cgroup_tasks {
+        if let Err(e) = std::fs::write(tasks, "0") {
+            let _ = ctx.channel.send(&Message::Error(format!(
+                "join cgroup {}: {e}",
+                tasks.display()
+            )));
+            exit_child(1);
+        }
+    }
     if let Some(stdio) = ctx.stdio {
         if let Err(e) = install_stdio(stdio) {
             let _ = ctx.channel.send(&Message::Error(e.to_string()));
