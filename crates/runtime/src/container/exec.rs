@@ -5,7 +5,7 @@
 //! Joining a PID namespace only affects children, so a first child joins the
 //! namespaces and is moved into the cgroup, then forks the process that execs.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
@@ -102,13 +102,35 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
             .map_err(|e| RuntimeError::sys("block signals", e))?;
     }
 
-    let stage = clone_process(nix::sched::CloneFlags::empty())?;
+    // As the init does at create: the stage joins the container's cgroups itself,
+    // before it enters the container's namespaces (see cgroups::SelfJoin).
+    let self_join = cgroup.prepare_self_join()?;
+    let into = self_join
+        .as_ref()
+        .and_then(|j| j.clone_into.as_ref())
+        .map(|f| f.as_fd());
+    let mut unified_by_parent = None;
+    let stage = match into {
+        Some(fd) => match super::clone_process_into(nix::sched::CloneFlags::empty(), fd)? {
+            Some(pid) => pid,
+            None => {
+                unified_by_parent = self_join.as_ref().and_then(|j| j.unified_dir.clone());
+                clone_process(nix::sched::CloneFlags::empty())?
+            }
+        },
+        None => clone_process(nix::sched::CloneFlags::empty())?,
+    };
     if stage == 0 {
         drop(parent);
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
         let result = (|| -> Result<i32> {
+            for tasks in self_join.iter().flat_map(|j| j.tasks.iter()) {
+                std::fs::write(tasks, "0").map_err(|e| {
+                    RuntimeError::Init(format!("join cgroup {}: {e}", tasks.display()))
+                })?;
+            }
             for ns in &joins {
                 namespaces::join(ns)?;
             }
@@ -154,7 +176,12 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
         let _ = waitpid(Pid::from_raw(stage), None);
         e
     };
-    cgroup.apply(stage).map_err(|e| fail(e.into()))?;
+    if self_join.is_none() {
+        cgroup.apply(stage).map_err(|e| fail(e.into()))?;
+    } else if let Some(dir) = &unified_by_parent {
+        std::fs::write(dir.join("cgroup.procs"), stage.to_string())
+            .map_err(|e| fail(RuntimeError::Init(format!("join {}: {e}", dir.display()))))?;
+    }
     parent.send(&Message::Proceed).map_err(fail)?;
     let pid = match parent.recv().map_err(fail)? {
         Some(Message::InitPid(pid)) => pid,
