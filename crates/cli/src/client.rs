@@ -128,9 +128,68 @@ impl Client {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<Response> {
+        // The first request goes out at our own version, without a `/_ping` first
+        // (one round trip less on every command); a daemon that is older says so
+        // (400, "... is too new") before doing anything, and the request is sent again
+        // at the version it supports. A streamed body cannot be sent twice: it waits
+        // for the negotiation.
+        let body = match (&self.prefix, body) {
+            (None, Body::Empty) => match self.try_ours(method, path, headers, Body::Empty)? {
+                Ok(resp) => return self.checked(resp),
+                Err(()) => Body::Empty,
+            },
+            (None, Body::Bytes(b, t)) => {
+                match self.try_ours(method, path, headers, Body::Bytes(b, t))? {
+                    Ok(resp) => return self.checked(resp),
+                    Err(()) => Body::Bytes(b, t),
+                }
+            }
+            (_, body) => body,
+        };
         let target = format!("{}{}", self.prefix()?, path);
         let resp = http::request(&self.socket, method, &target, headers, body)
             .map_err(|e| self.connect_error(e))?;
+        self.checked(resp)
+    }
+
+    /// One request at our API version. `Err(())`: the daemon is older; negotiate.
+    fn try_ours(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<std::result::Result<Response, ()>> {
+        let ours = format!("/v{}.{}", CLIENT_API_VERSION.0, CLIENT_API_VERSION.1);
+        let resp = http::request(
+            &self.socket,
+            method,
+            &format!("{ours}{path}"),
+            headers,
+            body,
+        )
+        .map_err(|e| self.connect_error(e))?;
+        if resp.status == 400 {
+            let bytes = resp.bytes().unwrap_or_default();
+            let message = error_message(&bytes);
+            if message.contains("is too new") {
+                return Ok(Err(()));
+            }
+            return Err(CliError::Daemon {
+                status: 400,
+                message,
+            });
+        }
+        let version = match resp.header("API-Version").and_then(parse_version) {
+            Some(v) if v < CLIENT_API_VERSION => v,
+            _ => CLIENT_API_VERSION,
+        };
+        self.prefix = Some(format!("/v{}.{}", version.0, version.1));
+        Ok(Ok(resp))
+    }
+
+    /// An error status becomes `CliError::Daemon`.
+    fn checked(&self, resp: Response) -> Result<Response> {
         if resp.status >= 400 {
             let status = resp.status;
             let bytes = resp.bytes().unwrap_or_default();

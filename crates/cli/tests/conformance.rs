@@ -768,9 +768,19 @@ fn volumes_networks_info_and_disk_usage_match_docker(e: &Engine) {
         );
     }
     // All of `info` but the client's own version line.
+    // The Go CLI prints `Runtimes:` in its map's iteration order, which Go makes
+    // random on each run: the names are compared as a set.
     let client_version = |s: String| -> String {
         s.lines()
             .filter(|l| !l.starts_with(" Version:"))
+            .map(|l| match l.strip_prefix(" Runtimes: ") {
+                Some(names) => {
+                    let mut n: Vec<&str> = names.split_whitespace().collect();
+                    n.sort();
+                    format!(" Runtimes: {}", n.join(" "))
+                }
+                None => l.to_string(),
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
