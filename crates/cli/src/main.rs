@@ -32,13 +32,24 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let command = usage::docker_style(<Cli as clap::CommandFactory>::command());
-    let cli = match command
+    // Docker's help layout (usage lines, templates) changes no parsing: it is put on
+    // the command tree only when clap has something to print (help, a usage error),
+    // which keeps it off every normal command's start.
+    let parsed = <Cli as clap::CommandFactory>::command()
         .try_get_matches()
-        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
-    {
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
-        Err(e) => return usage_error(e),
+        Err(_) => {
+            let command = usage::docker_style(<Cli as clap::CommandFactory>::command());
+            match command
+                .try_get_matches()
+                .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+            {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            }
+        }
     };
     if let Command::Completion(a) = &cli.command {
         let mut cmd = <Cli as clap::CommandFactory>::command();

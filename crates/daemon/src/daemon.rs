@@ -171,17 +171,24 @@ impl Backend for DaemonBackend {
 }
 
 /// The init binary's version line (`tini version 0.19.0`), as dockerd shows docker-init's.
+/// Asked once (the binary does not change under a running daemon): `version` is a
+/// command people and scripts run often, and a process per call costs a millisecond.
 fn init_version(path: &Option<PathBuf>) -> String {
-    let Some(path) = path else {
-        return String::new();
-    };
-    std::process::Command::new(path)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.split_whitespace().nth(2).map(|v| v.to_string()))
-        .unwrap_or_default()
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let Some(path) = path else {
+                return String::new();
+            };
+            std::process::Command::new(path)
+                .arg("--version")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.split_whitespace().nth(2).map(|v| v.to_string()))
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 impl DaemonBackend {
