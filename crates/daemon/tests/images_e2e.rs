@@ -173,6 +173,7 @@ impl Drop for Setup {
             let _ = child.wait();
         }
         unmount_under(&self.dir.path().join("data"));
+        remove_cgroups(self.dir.path());
     }
 }
 
@@ -196,11 +197,35 @@ fn spawn_berthd(dir: &Path, socket: &Path) -> Child {
         .arg(format!("unix://{}", socket.display()))
         .arg("--config-file")
         .arg(dir.join("daemon.json"))
+        .arg("--cgroup-parent")
+        .arg(format!("/{}", cgroup_parent(dir)))
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .stdin(Stdio::null())
         .spawn()
         .expect("starting berthd")
+}
+
+/// The cgroup parent of the berthd under `dir`: its own, so that the test can remove it.
+fn cgroup_parent(dir: &Path) -> String {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("x");
+    format!("berth-img-{}-{name}", std::process::id())
+}
+
+/// The cgroup parent's directories in every hierarchy, emptied and removed.
+fn remove_cgroups(dir: &Path) {
+    let parent = cgroup_parent(dir);
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = h.path().join(&parent);
+        for child in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(child.path());
+        }
+        let _ = std::fs::remove_dir(&p);
+    }
 }
 
 /// Lazily unmounts whatever is still mounted under `root`, deepest first.
