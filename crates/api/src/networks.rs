@@ -61,11 +61,15 @@ fn matches(
     Ok(true)
 }
 
-pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<Response, ApiError> {
-    let nets = engine
-        .networks()
+/// The engine's network manager (berthd always gives it one).
+fn networks_of(e: &Engine) -> Result<Arc<berth_network::Networks>, EngineError> {
+    e.networks()
         .cloned()
-        .ok_or_else(|| ApiError::internal("networking is not available"))?;
+        .ok_or_else(|| EngineError::Internal("networking is not available".into()))
+}
+
+pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<Response, ApiError> {
+    let nets = networks_of(engine)?;
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     match (req.method.as_str(), parts.as_slice()) {
         ("GET", []) => {
@@ -85,10 +89,7 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
             let e = engine.clone();
             let n = blocking(move || {
-                let nets = e
-                    .networks()
-                    .cloned()
-                    .ok_or_else(|| EngineError::Internal("networking is not available".into()))?;
+                let nets = networks_of(&e)?;
                 let n = nets.create(body)?;
                 e.network_event(&n, "create", "");
                 Ok(n)
@@ -100,10 +101,13 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
             let filters = parse_filters(req)?;
             let e = engine.clone();
             let deleted = blocking(move || {
-                let nets = e
-                    .networks()
-                    .cloned()
-                    .ok_or_else(|| EngineError::Internal("networking is not available".into()))?;
+                let nets = networks_of(&e)?;
+                // Containers that are stopped but still name a network keep it.
+                let named: std::collections::HashSet<String> = e
+                    .list_shared()?
+                    .iter()
+                    .flat_map(|c| c.network.wanted.keys().cloned())
+                    .collect();
                 let mut deleted = Vec::new();
                 for n in nets.list() {
                     if n.predefined() || !nets.users(&n.id).is_empty() {
@@ -114,13 +118,7 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
                         "label!" => !label_matches(&n, v),
                         _ => true,
                     });
-                    // Containers that are stopped but still name the network keep it.
-                    let named = e
-                        .list()
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.network.wanted.contains_key(&n.name));
-                    if !label_ok || named {
+                    if !label_ok || named.contains(&n.name) {
                         continue;
                     }
                     if nets.remove(&n.id).is_ok() {
@@ -140,10 +138,7 @@ pub async fn handle(engine: &Arc<Engine>, req: &Request, rest: &str) -> Result<R
         ("DELETE", [id]) => {
             let (e, id) = (engine.clone(), id.to_string());
             blocking(move || {
-                let nets = e
-                    .networks()
-                    .cloned()
-                    .ok_or_else(|| EngineError::Internal("networking is not available".into()))?;
+                let nets = networks_of(&e)?;
                 let n = nets.remove(&id)?;
                 e.network_event(&n, "destroy", "");
                 Ok(())

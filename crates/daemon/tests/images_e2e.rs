@@ -6,9 +6,14 @@
 //! Needs root, `docker-registry`, `docker` and `busybox` on the machine, and
 //! berth-shim built next to berthd (`cargo build -p berth-daemon -p berth-shim`).
 
+mod harness;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+
+use harness::dockerd::Dockerd;
+use harness::free_port;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -230,122 +235,9 @@ fn remove_cgroups(dir: &Path) {
 
 /// Lazily unmounts whatever is still mounted under `root`, deepest first.
 fn unmount_under(root: &Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<&str> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(root))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for point in points {
-        let _ = Command::new("umount").arg("-l").arg(point).status();
+    for point in harness::mounts_under(root) {
+        let _ = Command::new("umount").arg("-l").arg(&point).status();
     }
-}
-
-/// Debian's dockerd (20.10) on its own data-root, exec-root and socket, with no
-/// bridge and no iptables rules, for archive interoperability.
-struct Dockerd {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    socket: PathBuf,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("docker.sock");
-        let namespace = format!("berth-test-{}", std::process::id());
-        let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
-        let child = Command::new("/usr/sbin/dockerd")
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("-p")
-            .arg(dir.path().join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
-            .arg("--containerd-namespace")
-            .arg(&namespace)
-            .arg("--containerd-plugins-namespace")
-            .arg(format!("{namespace}-plugins"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("Debian's dockerd (package docker.io) must be installed");
-        let dockerd = Dockerd {
-            dir,
-            child: Some(child),
-            socket,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if dockerd.socket.exists() && dockerd.docker(&["version"]).status.success() {
-                return dockerd;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!(
-            "dockerd did not come up:\n{}",
-            std::fs::read_to_string(dockerd.dir.path().join("dockerd.log")).unwrap_or_default()
-        );
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("the docker CLI must be installed")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} against dockerd failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let ids = self.docker(&["ps", "-aq"]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            let _ = self.docker(&["rm", "-f", id]);
-        }
-        if let Some(mut child) = self.child.take() {
-            // SIGTERM, so that dockerd also stops the containerd it started.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        unmount_under(self.dir.path());
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A busybox rootfs tarball: the host's busybox, a symlink per applet, passwd, group.

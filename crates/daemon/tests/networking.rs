@@ -5,47 +5,10 @@
 
 mod harness;
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use harness::{stderr, test_bridge, text, Daemon};
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// GET `path` from `addr`; the body, retried until the server answers (5 s).
-fn http_get(addr: &str, path: &str) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let sock: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
-            let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(3)))?;
-            write!(s, "GET {path} HTTP/1.0\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(r) if r.contains("\r\n\r\n") => {
-                return Ok(r
-                    .split_once("\r\n\r\n")
-                    .map(|x| x.1)
-                    .unwrap_or("")
-                    .to_string())
-            }
-            Ok(r) if Instant::now() > deadline => return Err(format!("bad answer: {r:?}")),
-            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
+use harness::{free_port, http_get, stderr, test_bridge, text, Daemon};
 
 /// A daemon with its own bridge and the busybox image.
 fn daemon() -> Daemon {

@@ -435,21 +435,9 @@ impl Engine {
             }
         }
         // Legacy links (default bridge): the linked container under its alias.
-        for link in &c.host_config.links {
-            let (name, alias) = link.split_once(':').unwrap_or((link, link));
-            let name = name.trim_start_matches('/');
-            let alias = alias.rsplit('/').next().unwrap_or(alias);
-            if let Ok(other) = self.get(name) {
-                if let Some(ip) = other
-                    .network
-                    .attached
-                    .as_ref()
-                    .and_then(|a| a.endpoints.iter().find_map(|e| e.ip))
-                {
-                    let oname = other.name.trim_start_matches('/');
-                    hosts.push_str(&format!("{ip}\t{alias} {} {oname}\n", other.short_id()));
-                }
-            }
+        for (alias, other, ip) in self.links_of(c) {
+            let oname = other.name.trim_start_matches('/');
+            hosts.push_str(&format!("{ip}\t{alias} {} {oname}\n", other.short_id()));
         }
         if let Some(a) = attached {
             for e in &a.endpoints {
@@ -626,11 +614,18 @@ impl Engine {
             return Err(e);
         }
         // Legacy links add the linked containers' addresses and ports to the environment.
-        let mut with_links = c.config.clone();
-        with_links.env.extend(self.link_env(&c));
+        let with_links;
+        let config = if c.host_config.links.is_empty() {
+            &c.config
+        } else {
+            let mut linked = c.config.clone();
+            linked.env.extend(self.link_env(&c));
+            with_links = linked;
+            &with_links
+        };
         let input = SpecInput {
             id: &id,
-            config: &with_links,
+            config,
             host: &c.host_config,
             image: &image.defaults,
             rootfs: &merged,

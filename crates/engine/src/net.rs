@@ -481,25 +481,34 @@ impl crate::engine::Engine {
         Ok(())
     }
 
-    /// The `<ALIAS>_PORT_…`, `<ALIAS>_NAME` and `<ALIAS>_ENV_…` variables of legacy links,
-    /// as Docker still sets them on the default bridge.
-    pub(crate) fn link_env(&self, c: &Container) -> Vec<String> {
+    /// The containers of `--link name:alias` that have an address now: (alias, the
+    /// container, its address).
+    pub(crate) fn links_of(&self, c: &Container) -> Vec<(String, Container, IpAddr)> {
         let mut out = Vec::new();
-        let me = c.name.trim_start_matches('/');
         for link in &c.host_config.links {
             let (name, alias) = link.split_once(':').unwrap_or((link, link));
             let alias = alias.rsplit('/').next().unwrap_or(alias);
             let Ok(other) = self.get(name.trim_start_matches('/')) else {
                 continue;
             };
-            let Some(ip) = other
+            let ip = other
                 .network
                 .attached
                 .as_ref()
-                .and_then(|a| a.endpoints.iter().find_map(|e| e.ip))
-            else {
-                continue;
-            };
+                .and_then(|a| a.endpoints.iter().find_map(|e| e.ip));
+            if let Some(ip) = ip {
+                out.push((alias.to_string(), other, ip));
+            }
+        }
+        out
+    }
+
+    /// The `<ALIAS>_PORT_…`, `<ALIAS>_NAME` and `<ALIAS>_ENV_…` variables of legacy links,
+    /// as Docker still sets them on the default bridge.
+    pub(crate) fn link_env(&self, c: &Container) -> Vec<String> {
+        let mut out = Vec::new();
+        let me = c.name.trim_start_matches('/');
+        for (alias, other, ip) in self.links_of(c) {
             let prefix: String = alias
                 .chars()
                 .map(|ch| {

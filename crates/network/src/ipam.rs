@@ -194,9 +194,9 @@ pub fn pick_subnet(pools: &[Pool], taken: &[Cidr]) -> Option<Cidr> {
     None
 }
 
-/// IPv4 routes of the host (from /proc/net/route), without the default route: the
-/// subnets a new network must not overlap.
-pub fn host_routes() -> Vec<Cidr> {
+/// IPv4 routes of the host (from /proc/net/route) with their interfaces, without the
+/// default route: the subnets a new network must not overlap.
+pub fn host_routes() -> Vec<(String, Cidr)> {
     let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
@@ -215,10 +215,13 @@ pub fn host_routes() -> Vec<Cidr> {
         if mask == 0 {
             continue;
         }
-        out.push(Cidr {
-            addr: IpAddr::V4(Ipv4Addr::from(dest.to_ne_bytes())),
-            prefix: mask.count_ones() as u8,
-        });
+        out.push((
+            cols[0].to_string(),
+            Cidr {
+                addr: IpAddr::V4(Ipv4Addr::from(dest.to_ne_bytes())),
+                prefix: mask.count_ones() as u8,
+            },
+        ));
     }
     out
 }

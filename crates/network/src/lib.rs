@@ -240,6 +240,15 @@ impl State {
         }
     }
 
+    /// Whether any of these endpoints is on a network with the embedded DNS.
+    fn serves_dns(&self, endpoints: &[Endpoint]) -> bool {
+        endpoints.iter().any(|e| {
+            self.networks
+                .get(&e.network_id)
+                .is_some_and(Network::has_dns)
+        })
+    }
+
     fn users_of(&self, network_id: &str) -> Vec<String> {
         let mut ids: Vec<String> = self
             .live
@@ -327,32 +336,7 @@ fn random_hex(bytes: usize) -> Result<String> {
 }
 
 fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(d.as_secs() as i64, d.subsec_nanos())
-}
-
-/// UTC time in RFC 3339 with nanoseconds, as Docker prints `Created`.
-fn rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    berth_runtime::state::now_rfc3339()
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -501,10 +485,10 @@ impl Networks {
         let mut taken: Vec<Cidr> = st
             .networks
             .values()
-            .filter(|n| Some(n.bridge.as_str()) != own_bridge || own_bridge.is_none())
+            .filter(|n| Some(n.bridge.as_str()) != own_bridge)
             .flat_map(|n| n.subnets.iter().map(|s| s.subnet))
             .collect();
-        for (iface, route) in host_routes_with_iface() {
+        for (iface, route) in ipam::host_routes() {
             if Some(iface.as_str()) != own_bridge {
                 taken.push(route);
             }
@@ -1023,11 +1007,8 @@ impl Networks {
                     ports: live.ports.clone(),
                 };
                 let has_ports = !live.ports.is_empty();
-                let dns = live
-                    .endpoints
-                    .iter()
-                    .any(|e| self.get(&e.network_id).is_ok_and(|n| n.has_dns()));
                 let mut st = self.lock();
+                let dns = st.serves_dns(&live.endpoints);
                 st.live.insert(spec.container_id.to_string(), live);
                 if has_ports {
                     if let Err(e) = self.sync_rules_locked(&st) {
@@ -1381,10 +1362,7 @@ impl Networks {
                 reservations.append(&mut r);
             }
         }
-        let dns = attached
-            .endpoints
-            .iter()
-            .any(|e| self.get(&e.network_id).is_ok_and(|n| n.has_dns()));
+        let dns = self.lock().serves_dns(&attached.endpoints);
         self.lock().live.insert(
             container_id.to_string(),
             Live {
@@ -1436,7 +1414,7 @@ impl Networks {
 
     /// Connects a running container to one more network.
     pub fn connect(&self, container_id: &str, want: &EndpointSpec) -> Result<Endpoint> {
-        let (netns, name, count, has_route) = {
+        let (netns, name, index, has_route, had_dns) = {
             let st = self.lock();
             let net = st.find(&want.network)?.clone();
             let Some(l) = st.live.get(container_id) else {
@@ -1452,36 +1430,26 @@ impl Networks {
                 .endpoints
                 .iter()
                 .any(|e| st.networks.get(&e.network_id).is_some_and(|n| !n.internal));
+            // The first free ethN (a disconnect may have left a gap).
+            let index = (l.endpoints.len()..)
+                .find(|i| !l.endpoints.iter().any(|e| e.ifname == format!("eth{i}")))
+                .unwrap_or(l.endpoints.len());
             (
                 l.netns.clone(),
                 l.name.clone(),
-                l.endpoints.len(),
+                index,
                 has_route,
+                st.serves_dns(&l.endpoints),
             )
         };
-        let used: HashSet<String> = self
-            .lock()
-            .live
-            .get(container_id)
-            .map(|l| l.endpoints.iter().map(|e| e.ifname.clone()).collect())
-            .unwrap_or_default();
-        let mut index = count;
-        while used.contains(&format!("eth{index}")) {
-            index += 1;
-        }
         let ep = self.plumb(container_id, &name, &netns, want, index, !has_route)?;
-        let dns_now = self.get(&ep.network_id).is_ok_and(|n| n.has_dns());
-        let had_dns = {
+        let dns_now = {
             let mut st = self.lock();
-            let had = st.live.get(container_id).is_some_and(|l| {
-                l.endpoints
-                    .iter()
-                    .any(|e| st.networks.get(&e.network_id).is_some_and(|n| n.has_dns()))
-            });
+            let dns_now = st.serves_dns(std::slice::from_ref(&ep));
             if let Some(l) = st.live.get_mut(container_id) {
                 l.endpoints.push(ep.clone());
             }
-            had
+            dns_now
         };
         if dns_now && !had_dns {
             let _ = self.serve_dns(container_id, &netns);
@@ -1525,35 +1493,6 @@ fn release_ips(st: &mut State, e: &Endpoint) {
             }
         }
     }
-}
-
-/// IPv4 routes of the host with their interfaces.
-fn host_routes_with_iface() -> Vec<(String, Cidr)> {
-    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.len() < 8 {
-            continue;
-        }
-        let (Ok(dest), Ok(mask)) = (
-            u32::from_str_radix(cols[1], 16),
-            u32::from_str_radix(cols[7], 16),
-        ) else {
-            continue;
-        };
-        if mask == 0 {
-            continue;
-        }
-        out.push((
-            cols[0].to_string(),
-            Cidr {
-                addr: IpAddr::V4(Ipv4Addr::from(dest.to_ne_bytes())),
-                prefix: mask.count_ones() as u8,
-            },
-        ));
-    }
-    out
 }
 
 /// Docker's network JSON (list and inspect).
@@ -1659,12 +1598,6 @@ mod tests {
             Some([2, 0x42, 0xac, 0x12, 0, 2])
         );
         assert_eq!(parse_mac("nope"), None);
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
     }
 
     #[test]

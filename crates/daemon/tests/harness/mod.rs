@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod dockerd;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -516,5 +518,42 @@ impl Drop for Daemon {
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GET `path` from `addr` (HTTP/1.0): the body, retried for 8 s until a server answers.
+pub fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let sock: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+            let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            write!(s, "GET {path} HTTP/1.0\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(r) if r.contains("\r\n\r\n") => {
+                return Ok(r
+                    .split_once("\r\n\r\n")
+                    .map(|x| x.1)
+                    .unwrap_or("")
+                    .to_string())
+            }
+            Ok(r) if Instant::now() > deadline => return Err(format!("bad answer: {r:?}")),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
     }
 }

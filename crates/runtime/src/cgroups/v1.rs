@@ -469,17 +469,24 @@ fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// The container's directory in one hierarchy, with any missing parents; in cpuset's,
+/// each new level takes its parent's CPUs and memory nodes (an empty cpuset takes no task).
+fn create_dir(mount: &V1Mount, dir: &Path) -> Result<(), CgroupError> {
+    let created = setup::create_dirs(dir)?;
+    if mount.has("cpuset") {
+        for level in &created {
+            inherit_cpuset(level)?;
+        }
+        inherit_cpuset(dir)?;
+    }
+    Ok(())
+}
+
 impl CgroupManager for V1Manager {
     fn prepare_self_join(&self) -> Result<Option<super::SelfJoin>, CgroupError> {
         let mut tasks = Vec::new();
         for (mount, dir) in &self.dirs {
-            let created = setup::create_dirs(dir)?;
-            if mount.has("cpuset") {
-                for level in &created {
-                    inherit_cpuset(level)?;
-                }
-                inherit_cpuset(dir)?;
-            }
+            create_dir(mount, dir)?;
             tasks.push(dir.join("tasks"));
         }
         let (clone_into, unified_dir) = match &self.unified {
@@ -503,13 +510,7 @@ impl CgroupManager for V1Manager {
 
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
         for (mount, dir) in &self.dirs {
-            let created = setup::create_dirs(dir)?;
-            if mount.has("cpuset") {
-                for level in &created {
-                    inherit_cpuset(level)?;
-                }
-                inherit_cpuset(dir)?;
-            }
+            create_dir(mount, dir)?;
             setup::enter(dir, pid)?;
         }
         if let Some(dir) = &self.unified {

@@ -8,7 +8,7 @@
 //! the init so that the init lands in the new PID namespace.
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{unshare, CloneFlags};
@@ -184,28 +184,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
         spawn_staged(&ctx, &parent, linux)?
     } else {
         let flags = plan.create - CloneFlags::CLONE_NEWCGROUP;
-        let into = self_join
-            .as_ref()
-            .and_then(|j| j.clone_into.as_ref())
-            .map(|f| f.as_fd());
-        let pid = match into {
-            Some(fd) => match super::clone_process_into(flags, fd)? {
-                Some(pid) => pid,
-                None => {
-                    // Born outside the v2 cgroup: put it there the slow way below.
-                    let pid = clone_process(flags)?;
-                    if pid != 0 {
-                        if let Some(dir) = self_join.as_ref().and_then(|j| j.unified_dir.as_ref()) {
-                            std::fs::write(dir.join("cgroup.procs"), pid.to_string()).map_err(
-                                |e| RuntimeError::Init(format!("join {}: {e}", dir.display())),
-                            )?;
-                        }
-                    }
-                    pid
-                }
-            },
-            None => clone_process(flags)?,
-        };
+        let pid = super::clone_joining(flags, self_join.as_ref())?;
         if pid == 0 {
             drop(parent);
             init::run(&ctx, true);

@@ -5,7 +5,7 @@
 //! Joining a PID namespace only affects children, so a first child joins the
 //! namespaces and is moved into the cgroup, then forks the process that execs.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
@@ -105,21 +105,7 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
     // As the init does at create: the stage joins the container's cgroups itself,
     // before it enters the container's namespaces (see cgroups::SelfJoin).
     let self_join = cgroup.prepare_self_join()?;
-    let into = self_join
-        .as_ref()
-        .and_then(|j| j.clone_into.as_ref())
-        .map(|f| f.as_fd());
-    let mut unified_by_parent = None;
-    let stage = match into {
-        Some(fd) => match super::clone_process_into(nix::sched::CloneFlags::empty(), fd)? {
-            Some(pid) => pid,
-            None => {
-                unified_by_parent = self_join.as_ref().and_then(|j| j.unified_dir.clone());
-                clone_process(nix::sched::CloneFlags::empty())?
-            }
-        },
-        None => clone_process(nix::sched::CloneFlags::empty())?,
-    };
+    let stage = super::clone_joining(nix::sched::CloneFlags::empty(), self_join.as_ref())?;
     if stage == 0 {
         drop(parent);
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
@@ -178,9 +164,6 @@ pub fn exec_in(global: &Global, opts: &ExecOptions) -> Result<i32> {
     };
     if self_join.is_none() {
         cgroup.apply(stage).map_err(|e| fail(e.into()))?;
-    } else if let Some(dir) = &unified_by_parent {
-        std::fs::write(dir.join("cgroup.procs"), stage.to_string())
-            .map_err(|e| fail(RuntimeError::Init(format!("join {}: {e}", dir.display()))))?;
     }
     parent.send(&Message::Proceed).map_err(fail)?;
     let pid = match parent.recv().map_err(fail)? {

@@ -213,6 +213,34 @@ pub(crate) fn clone_process_into(
     Ok(Some(ret as i32))
 }
 
+/// [`clone_process`] for a child that joins its cgroups by itself (`join`, see
+/// [`crate::cgroups::SelfJoin`]): born into the unified one when the kernel can, else
+/// moved there by us right after the fork (killed and reaped if that fails).
+pub(crate) fn clone_joining(
+    flags: nix::sched::CloneFlags,
+    join: Option<&crate::cgroups::SelfJoin>,
+) -> Result<i32> {
+    use std::os::fd::AsFd;
+    let Some(into) = join.and_then(|j| j.clone_into.as_ref()) else {
+        return clone_process(flags);
+    };
+    if let Some(pid) = clone_process_into(flags, into.as_fd())? {
+        return Ok(pid);
+    }
+    let pid = clone_process(flags)?;
+    if pid != 0 {
+        if let Some(dir) = join.and_then(|j| j.unified_dir.as_ref()) {
+            if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                let child = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(RuntimeError::Init(format!("join {}: {e}", dir.display())));
+            }
+        }
+    }
+    Ok(pid)
+}
+
 /// Leave the child process at once, without running destructors or atexit handlers
 /// that belong to the parent's state.
 pub(crate) fn exit_child(code: i32) -> ! {
