@@ -8,6 +8,7 @@
 # Usage: bash bench/cli.sh [RUNS]   (as root; prints markdown)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${1:-30}
 export DEBIAN_FRONTEND=noninteractive
 need="hyperfine docker.io busybox-static jq"
@@ -45,13 +46,7 @@ setsid dockerd --config-file $WORK/dockerd.json --data-root $WORK/docker-data --
   > $WORK/dockerd.log 2>&1 < /dev/null &
 for _ in $(seq 300); do $BERTH version >/dev/null 2>&1 && $D version >/dev/null 2>&1 && break; sleep 0.1; done
 
-R=$WORK/rootfs
-mkdir -p $R/bin $R/etc $R/tmp
-cp /bin/busybox $R/bin/busybox
-for a in $(/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox $R/bin/$a; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > $R/etc/passwd
-printf 'root:x:0:\n' > $R/etc/group
-tar -C $R -cf $WORK/busybox.tar .
+busybox_tar $WORK
 $BERTH import $WORK/busybox.tar busybox:latest >/dev/null
 $D import $WORK/busybox.tar busybox:latest >/dev/null
 for i in 1 2 3 4 5; do $BERTH create --name c$i busybox true >/dev/null; done

@@ -8,6 +8,7 @@
 # Usage: bash bench/network.sh [SECONDS]   (as root; prints markdown)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 SECS=${1:-10}
 export DEBIAN_FRONTEND=noninteractive
 need="wrk docker.io busybox-static nftables iptables python3"
@@ -47,13 +48,7 @@ setsid dockerd --data-root $WORK/docker-data --exec-root $WORK/docker-exec -p $W
   --containerd-plugins-namespace berth-netbench-plugins > $WORK/dockerd.log 2>&1 < /dev/null &
 for _ in $(seq 300); do $B version >/dev/null 2>&1 && $D version >/dev/null 2>&1 && break; sleep 0.1; done
 
-R=$WORK/rootfs
-mkdir -p $R/bin $R/etc $R/tmp
-cp /bin/busybox $R/bin/busybox
-for a in $(/bin/busybox --list); do [ -e $R/bin/$a ] || ln -s busybox $R/bin/$a; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > $R/etc/passwd
-head -c 1024 /dev/zero | tr '\0' 'x' > $R/etc/page
-tar -C $R -cf $WORK/busybox.tar .
+busybox_tar $WORK etc/page "$(head -c 1024 /dev/zero | tr '\0' 'x')"
 $B import $WORK/busybox.tar busybox:latest >/dev/null
 $D import $WORK/busybox.tar busybox:latest >/dev/null
 
