@@ -2,9 +2,17 @@
 //! A container is a row with its id, its unique name and its record as JSON; the
 //! UNIQUE constraint on the name makes concurrent creates with one name race safely
 //! (exactly one wins), and every acknowledged change is one committed transaction.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. A commit is in the WAL (the kernel's page
+//! cache) when the call returns, so it survives `kill -9` of berthd at once. The
+//! commit does not wait for the disk: a flusher thread fsyncs the WAL within
+//! [`FLUSH_DELAY`] of the last commit, so a power loss can take back at most that last
+//! moment of changes, never the database's consistency.
+//! That keeps some ten fsyncs off every `docker run --rm`.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{de::DeserializeOwned, Serialize};
@@ -25,14 +33,67 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    flusher: Arc<Flusher>,
+}
+
+/// How long after a commit the flusher makes it durable on disk.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(50);
+
+/// What the commit hook and the flusher thread share.
+#[derive(Default)]
+struct Flusher {
+    /// (a commit is not yet on disk, the store is being dropped)
+    state: Mutex<(bool, bool)>,
+    wake: Condvar,
+}
+
+impl Flusher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make the commits durable: fsync the WAL, where every commit is a checksummed
+    /// frame that SQLite replays when it opens the database. (A checkpoint would also
+    /// do, but then the next commit restarts the WAL and fsyncs its header itself, on
+    /// the caller's time.) SQLite's own automatic checkpoints stay as they are.
+    fn run(&self, wal: std::path::PathBuf) {
+        loop {
+            let mut st = self.lock();
+            while !st.0 && !st.1 {
+                st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.1 && !st.0 {
+                return;
+            }
+            let stopping = st.1;
+            drop(st);
+            if !stopping {
+                // Gather the commits of one burst (create, start, exit, remove).
+                std::thread::sleep(FLUSH_DELAY);
+            }
+            self.lock().0 = false;
+            // A failure loses nothing that a kill -9 would: the next commit retries.
+            let _ = std::fs::File::open(&wal).and_then(|f| f.sync_data());
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.flusher.lock().1 = true;
+        self.flusher.wake.notify_all();
+    }
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a change acknowledged to the client survives power loss, not just kill -9.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // NORMAL: see the module's note on durability (the flusher thread).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS containers (
@@ -45,8 +106,27 @@ impl Store {
                  data TEXT NOT NULL
              );",
         )?;
+        let flusher = Arc::new(Flusher::default());
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        let hook = flusher.clone();
+        conn.commit_hook(Some(move || {
+            hook.lock().0 = true;
+            hook.wake.notify_one();
+            false
+        }));
+        let thread = flusher.clone();
+        std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || thread.run(wal))
+            .map_err(|e| StoreError::Corrupt {
+                id: String::new(),
+                message: format!("start the flusher thread: {e}"),
+            })?;
         Ok(Store {
             conn: Mutex::new(conn),
+            flusher,
         })
     }
 
