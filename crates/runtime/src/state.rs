@@ -185,7 +185,7 @@ pub fn load(root: &Path, id: &str) -> Result<(PathBuf, ContainerState)> {
     Ok((dir, state))
 }
 
-/// Write the state file atomically (temp file, fsync, rename).
+/// Write the state file atomically (temp file, rename).
 pub fn save(dir: &Path, state: &ContainerState) -> Result<()> {
     let data =
         serde_json::to_vec(state).map_err(|e| RuntimeError::Other(format!("encode state: {e}")))?;
@@ -193,6 +193,10 @@ pub fn save(dir: &Path, state: &ContainerState) -> Result<()> {
 }
 
 /// Write `data` to `path` so that readers see the old or the new file, never a part.
+///
+/// No fsync: the files written here (state, pid and exit files) live under a state root
+/// that does not outlive a boot (`/run`), as runc's do. The rename keeps them whole
+/// across a crash of any process, which is what they must survive.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let name = path
         .file_name()
@@ -202,7 +206,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     };
     write().map_err(|e| {

@@ -44,8 +44,9 @@ fn oom_kill_count(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// `{"exit_code":N,"exited_at":"…","oom_killed":bool}`, written atomically
-/// (temp file, fsync, rename, fsync of the directory) into `dir`.
+/// `{"exit_code":N,"exited_at":"…","oom_killed":bool}`, written atomically (temp
+/// file, rename) into `dir`, under the exec-root: it must outlive berthd and the shim,
+/// not the boot (see [`berth_runtime::state::write_atomic`]).
 pub fn write_exit_file(dir: &Path, exit: Exit, oom_killed: bool) -> Result<(), ShimError> {
     let mut data = json!({
         "exit_code": exit.code,
@@ -55,10 +56,7 @@ pub fn write_exit_file(dir: &Path, exit: Exit, oom_killed: bool) -> Result<(), S
     .to_string();
     data.push('\n');
     berth_runtime::state::write_atomic(&dir.join(EXIT_FILE), data.as_bytes())?;
-    // The rename is durable only once the directory entry is.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ShimError::io(format!("fsync {}", dir.display()), e))
+    Ok(())
 }
 
 #[cfg(test)]
