@@ -376,7 +376,10 @@ impl Images {
             .ok_or_else(|| ImageError::ImageNotFound(image.to_string()))?;
         match self.snapshots.container_mount(key) {
             Ok(m) => Ok(m),
-            Err(_) => self.snapshots.prepare_container(key, &record.chain_ids),
+            Err(_) => self
+                .snapshots
+                .repair_container(key, &record.chain_ids)
+                .or_else(|_| self.snapshots.prepare_container(key, &record.chain_ids)),
         }
     }
 
@@ -400,9 +403,9 @@ impl Images {
     pub fn gc(&self) -> Result<GcReport> {
         let mut in_use = HashSet::new();
         for key in self.snapshots.containers()? {
-            if let Ok(chain) = self.snapshots.container_chain(&key) {
-                in_use.extend(chain);
-            }
+            // A chain that cannot be read could be using any layer: collect nothing
+            // rather than pull layers from under a container.
+            in_use.extend(self.snapshots.container_chain(&key)?);
         }
         self.store.gc(&self.content, &self.snapshots, &in_use)
     }

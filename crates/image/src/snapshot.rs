@@ -151,15 +151,35 @@ impl OverlayMount {
 
     /// Mounts the overlay on `target`.
     pub fn mount(&self, target: &Path) -> Result<()> {
+        self.mount_with(target, false)
+    }
+
+    /// Mounts the overlay on `target`; `volatile` (for a container that goes with its
+    /// exit, `--rm`) makes overlayfs skip every sync of the upper dir, the one at
+    /// unmount included. After a crash such an upper dir cannot be mounted again,
+    /// which a removed container never is. Kernels without the option (before 5.10)
+    /// get a plain mount.
+    pub fn mount_with(&self, target: &Path, volatile: bool) -> Result<()> {
+        if volatile {
+            match self.mount_data(target, ",volatile") {
+                Err(ImageError::Io { source, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) => {}
+                done => return done,
+            }
+        }
+        self.mount_data(target, "")
+    }
+
+    fn mount_data(&self, target: &Path, extra: &str) -> Result<()> {
         let limit = page_size() - 1;
         let target_c = cpath(target)?;
-        let full = self.options();
+        let full = self.options() + extra;
         if full.len() <= limit {
             return mount_overlay(&target_c, &full, None).map_err(|e| {
                 ImageError::io(format!("mounting overlay on {}", target.display()), e)
             });
         }
-        let short = self.short_options();
+        let short = self.short_options() + extra;
         if short.len() > limit {
             return Err(ImageError::invalid(
                 format!("overlay mount on {}", target.display()),
@@ -445,9 +465,34 @@ impl Snapshotter {
             std::fs::create_dir_all(dir.join("empty"))
                 .map_err(io_err(format!("creating snapshot {key}")))?;
         }
+        self.write_parent(key, parent_chain)?;
+        self.container_mount(key)
+    }
+
+    /// Writes a container snapshot's layer chain (temp file, rename), without an fsync:
+    /// it is on every first start's path. Should a power loss leave it empty or
+    /// missing, [`Snapshots::repair_container`] writes it again from the image.
+    fn write_parent(&self, key: &str, parent_chain: &[Digest]) -> Result<()> {
         let parent = serde_json::to_vec(parent_chain)
             .map_err(|e| ImageError::invalid(format!("snapshot {key}"), e))?;
-        write_synced(&dir.join(PARENT_FILE), &parent)?;
+        let dir = self.root.join(key);
+        let tmp = dir.join(format!(".{PARENT_FILE}.tmp"));
+        std::fs::write(&tmp, &parent)
+            .and_then(|_| std::fs::rename(&tmp, dir.join(PARENT_FILE)))
+            .map_err(io_err(format!("writing snapshot {key}")))
+    }
+
+    /// A container snapshot whose upper dir exists but whose layer chain cannot be
+    /// read (a power loss right after its first start): writes the chain again and
+    /// returns the mount. Fails if there is no such snapshot.
+    pub fn repair_container(&self, key: &str, parent_chain: &[Digest]) -> Result<OverlayMount> {
+        if !valid_key(key) || !self.root.join(key).join("fs").is_dir() {
+            return Err(ImageError::invalid(
+                format!("snapshot {key:?}"),
+                "no such container snapshot",
+            ));
+        }
+        self.write_parent(key, parent_chain)?;
         self.container_mount(key)
     }
 

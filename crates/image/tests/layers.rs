@@ -717,3 +717,33 @@ fn diff_of_upper_round_trips_through_unpack() {
         .any(|n| n.contains(".wh.") || n.contains("var/a")));
     snaps.remove_container("v").unwrap();
 }
+
+#[test]
+fn container_snapshot_with_a_lost_chain_is_repaired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snaps = Snapshotter::open(tmp.path().join("snapshots")).unwrap();
+    let mut b = Builder::new(Vec::new());
+    file(&mut b, "a", 0o644, b"a");
+    let base = b.into_inner().unwrap();
+    let base_id = sha(&base);
+    let prep = snaps.prepare_layer(&base_id).unwrap();
+    unpack_layer(std::io::Cursor::new(base), &prep.fs_dir(), &opts()).unwrap();
+    snaps.commit_layer(prep).unwrap();
+    let chain = std::slice::from_ref(&base_id);
+    let first = snaps.prepare_container("c", chain).unwrap();
+    std::fs::write(first.upper_dir.join("kept"), b"upper").unwrap();
+
+    // What a power loss can leave of the chain file, written without an fsync.
+    std::fs::write(tmp.path().join("snapshots/c/parent"), b"").unwrap();
+    assert!(snaps.container_mount("c").is_err());
+    assert!(snaps.prepare_container("c", chain).is_err());
+    let repaired = snaps.repair_container("c", chain).unwrap();
+    assert_eq!(repaired.lower_dirs, first.lower_dirs);
+    assert_eq!(snaps.container_chain("c").unwrap(), chain.to_vec());
+    assert_eq!(
+        std::fs::read(repaired.upper_dir.join("kept")).unwrap(),
+        b"upper"
+    );
+    // No snapshot, nothing to repair.
+    assert!(snaps.repair_container("other", chain).is_err());
+}
