@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -548,7 +548,9 @@ impl Engine {
             return Err(EngineError::NotModified);
         }
         let image = self.images.resolve(&c.image)?;
-        let rootfs = self.images.mount_rootfs(&id, &c.image)?;
+        let rootfs = self
+            .images
+            .mount_rootfs(&id, &c.image, c.host_config.auto_remove)?;
         let merged = PathBuf::from(&rootfs.merged_dir);
         let resolved = user::resolve(&merged, &c.config.user, &c.host_config.group_add)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -648,6 +650,7 @@ impl Engine {
             .map_err(EngineError::from)
             .and_then(|rendered| self.attach_mounts(&c, &merged, rendered))
             .and_then(|rendered| {
+                self.wait_old_shim(&id);
                 let _ = std::fs::remove_dir_all(&state_dir);
                 std::fs::create_dir_all(&bundle).map_err(|e| internal("create bundle", e))?;
                 std::fs::write(bundle.join("config.json"), rendered.to_string())
@@ -925,6 +928,7 @@ impl Engine {
         if let Some(nets) = self.networks.get() {
             nets.finish_restore()?;
         }
+        self.sweep_orphans()?;
         self.reconcile_volumes();
         self.restart_on_daemon_start();
         Ok(())
@@ -1176,10 +1180,8 @@ impl Engine {
         }
         let lock = self.lock_for(&c.id);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self.images.unmount_rootfs(&c.id);
-        self.images.remove_rootfs(&c.id)?;
-        let _ = std::fs::remove_dir_all(self.config.state_dir(&c.id));
-        let _ = std::fs::remove_dir_all(self.config.container_dir(&c.id));
+        // What can refuse (a busy mount) goes first, while the record can still stay.
+        self.images.unmount_rootfs(&c.id)?;
         {
             let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
             self.store.remove(&c.id)?;
@@ -1187,11 +1189,98 @@ impl Engine {
                 m.remove(&c.id);
             }
         }
+        // Gone from the API: a `wait?condition=removed` (docker run --rm) answers now,
+        // while the files go, still under the container's lock.
+        self.notify();
+        self.remove_files(&c.id);
         if volumes {
             self.remove_anonymous_volumes(&c);
         }
-        self.notify();
         self.container_event(&c, "destroy", &[]);
+        Ok(())
+    }
+
+    /// The writable layer, the container's directory and its state directory. What
+    /// fails here is only logged (the record is gone); the next start sweeps it.
+    fn remove_files(&self, id: &str) {
+        self.wait_old_shim(id);
+        if let Err(e) = self.images.remove_rootfs(id) {
+            eprintln!(
+                "berthd: container {id}: remove its filesystem: {e}; retried at the next start"
+            );
+        }
+        for dir in [self.config.state_dir(id), self.config.container_dir(id)] {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!(
+                        "berthd: remove {}: {e}; retried at the next start",
+                        dir.display()
+                    );
+                }
+            }
+        }
+    }
+
+    /// A shim answers the exit before its last cleanup (the runtime's delete of the
+    /// cgroups and state): a start again, or the removal of the files, waits for the
+    /// shim of the container's last run to be gone (at most a few seconds).
+    fn wait_old_shim(&self, id: &str) {
+        let Some(pid) = std::fs::read_to_string(self.config.state_dir(id).join("shim.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0)
+        else {
+            return;
+        };
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: a new fd, owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // Opened first, checked after: the fd stays on the process it was opened for,
+        // which the command line says is this container's shim (or has exited).
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !cmdline.split(|b| *b == 0).any(|a| a == id.as_bytes()) {
+            return;
+        }
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 5000) };
+    }
+
+    /// At start: the files of containers without a record (a crash or a failure
+    /// after their removal from the store).
+    fn sweep_orphans(&self) -> Result<()> {
+        let known: std::collections::HashSet<String> =
+            self.list_shared()?.iter().map(|c| c.id.clone()).collect();
+        let is_id = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut orphans: std::collections::BTreeSet<String> = self
+            .images
+            .container_rootfs_ids()
+            .into_iter()
+            .filter(|id| is_id(id) && !known.contains(id))
+            .collect();
+        for root in [&self.config.data_root, &self.config.exec_root] {
+            let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if is_id(&name) && !known.contains(&name) {
+                    orphans.insert(name);
+                }
+            }
+        }
+        for id in orphans {
+            let _ = self.images.unmount_rootfs(&id);
+            self.remove_files(&id);
+        }
         Ok(())
     }
 
@@ -1396,7 +1485,7 @@ mod tests {
                 Err(ImageServiceError::NotFound(reference.into()))
             }
         }
-        fn mount_rootfs(&self, _: &str, _: &str) -> Result<RootfsInfo, ImageServiceError> {
+        fn mount_rootfs(&self, _: &str, _: &str, _: bool) -> Result<RootfsInfo, ImageServiceError> {
             Err(ImageServiceError::Other("no rootfs in this test".into()))
         }
         fn unmount_rootfs(&self, _: &str) -> Result<(), ImageServiceError> {

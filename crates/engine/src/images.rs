@@ -36,14 +36,20 @@ pub trait ImageService: Send + Sync {
     /// Look an image up by name, ID or ID prefix.
     fn resolve(&self, reference: &str) -> Result<ImageInfo, ImageServiceError>;
     /// Prepare and mount the container's root filesystem (image layers plus a
-    /// writable upper dir); idempotent.
+    /// writable upper dir); idempotent. `volatile`: the container goes at its exit
+    /// (`--rm`), its upper dir need never reach the disk.
     fn mount_rootfs(
         &self,
         container_id: &str,
         image_id: &str,
+        volatile: bool,
     ) -> Result<RootfsInfo, ImageServiceError>;
     /// Unmount it (the upper dir stays until `remove_rootfs`).
     fn unmount_rootfs(&self, container_id: &str) -> Result<(), ImageServiceError>;
     /// Remove the container's writable layer.
     fn remove_rootfs(&self, container_id: &str) -> Result<(), ImageServiceError>;
+    /// The containers that have a writable layer (for the sweep at start).
+    fn container_rootfs_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

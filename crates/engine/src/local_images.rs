@@ -80,6 +80,7 @@ impl ImageService for LocalImages {
         &self,
         container_id: &str,
         image_id: &str,
+        volatile: bool,
     ) -> Result<RootfsInfo, ImageServiceError> {
         let digest = image_id.parse::<Digest>().map_err(other)?;
         let mount = self
@@ -87,7 +88,9 @@ impl ImageService for LocalImages {
             .prepare_rootfs(container_id, &digest)
             .map_err(other)?;
         if !is_mount_point(&mount.merged_dir) {
-            mount.mount(&mount.merged_dir).map_err(other)?;
+            mount
+                .mount_with(&mount.merged_dir, volatile)
+                .map_err(other)?;
         }
         Ok(RootfsInfo {
             merged_dir: mount.merged_dir.display().to_string(),
@@ -110,6 +113,10 @@ impl ImageService for LocalImages {
             berth_image::snapshot::OverlayMount::unmount(&mount.merged_dir).map_err(other)?;
         }
         Ok(())
+    }
+
+    fn container_rootfs_ids(&self) -> Vec<String> {
+        self.images.snapshots().containers().unwrap_or_default()
     }
 
     fn remove_rootfs(&self, container_id: &str) -> Result<(), ImageServiceError> {

@@ -737,9 +737,6 @@ impl Shim {
         });
         // Read before delete: the counter lives in the cgroup that delete removes.
         let oom = status::oom_killed(&self.cgroup_path);
-        if let Err(e) = delete::delete(&self.global, &self.id, true) {
-            eprintln!("berth-shim: delete container {}: {e}", self.id);
-        }
         if let Err(e) = status::write_exit_file(&self.state_dir, exit, oom) {
             eprintln!("berth-shim: {e}");
         }
@@ -766,6 +763,14 @@ impl Shim {
                 c.respond(&reply);
             }
             c.flush_blocking();
+        }
+        // Closed now, not at our exit: attached clients see the end of the stream.
+        self.clients.clear();
+        // The runtime's delete (cgroups, state) after the answer, off the exit's path:
+        // berthd waits for this process to be gone before it starts the container
+        // again or removes its files.
+        if let Err(e) = delete::delete(&self.global, &self.id, true) {
+            eprintln!("berth-shim: delete container {}: {e}", self.id);
         }
         std::process::exit(0);
     }

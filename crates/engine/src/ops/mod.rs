@@ -74,7 +74,7 @@ impl Engine {
         if c.state.running && !c.rootfs.merged_dir.is_empty() {
             return f(&c, &c.rootfs);
         }
-        let info = self.image_service().mount_rootfs(&c.id, &c.image)?;
+        let info = self.image_service().mount_rootfs(&c.id, &c.image, false)?;
         let result = f(&c, &info);
         let _ = self.image_service().unmount_rootfs(&c.id);
         result
