@@ -214,32 +214,84 @@ async fn create(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiErro
     Ok(Response::Json(201, json!({"Id": c.id, "Warnings": []})))
 }
 
-pub(crate) fn list_entry(c: &Container, now: i64) -> Value {
-    let command = std::iter::once(c.path.clone())
-        .chain(c.args.iter().map(|a| {
-            if a.contains(' ') {
-                format!("{a:?}")
+/// One row of `GET /containers/json`, in the field order of Docker's `Summary`,
+/// serialized straight from the record: a thousand rows without a JSON tree first.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListEntry<'a> {
+    id: &'a str,
+    names: [&'a str; 1],
+    image: &'a str,
+    #[serde(rename = "ImageID")]
+    image_id: &'a str,
+    command: String,
+    created: i64,
+    ports: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
+    /// Sorted, as Go writes a map.
+    labels: std::collections::BTreeMap<&'a str, &'a str>,
+    state: &'a str,
+    status: String,
+    host_config: ListHostConfig<'a>,
+    network_settings: ListNetworks,
+    mounts: Value,
+}
+
+#[derive(serde::Serialize)]
+pub(crate) struct ListHostConfig<'a> {
+    #[serde(rename = "NetworkMode")]
+    network_mode: &'a str,
+}
+
+#[derive(serde::Serialize)]
+pub(crate) struct ListNetworks {
+    #[serde(rename = "Networks")]
+    networks: Value,
+}
+
+pub(crate) fn list_entry(c: &Container, now: i64) -> ListEntry<'_> {
+    let mut command = c.path.clone();
+    for a in &c.args {
+        command.push(' ');
+        if a.contains(' ') {
+            command.push_str(&format!("{a:?}"));
+        } else {
+            command.push_str(a);
+        }
+    }
+    ListEntry {
+        id: &c.id,
+        names: [&c.name],
+        image: &c.config.image,
+        image_id: &c.image,
+        command,
+        created: berth_engine::container::parse_rfc3339_secs(&c.created).unwrap_or(0),
+        ports: berth_engine::net::ps_ports(c),
+        size_rw: None,
+        size_root_fs: None,
+        labels: c
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        state: &c.state.status,
+        status: c.status_text(now),
+        host_config: ListHostConfig {
+            network_mode: if c.host_config.network_mode.is_empty() {
+                "default"
             } else {
-                a.clone()
-            }
-        }))
-        .collect::<Vec<_>>()
-        .join(" ");
-    json!({
-        "Id": c.id,
-        "Names": [c.name],
-        "Image": c.config.image,
-        "ImageID": c.image,
-        "Command": command,
-        "Created": berth_engine::container::parse_rfc3339_secs(&c.created).unwrap_or(0),
-        "Ports": berth_engine::net::ps_ports(c),
-        "Labels": c.config.labels,
-        "State": c.state.status,
-        "Status": c.status_text(now),
-        "HostConfig": {"NetworkMode": if c.host_config.network_mode.is_empty() { "default" } else { &c.host_config.network_mode }},
-        "NetworkSettings": {"Networks": berth_engine::net::ps_networks(c, None)},
-        "Mounts": c.mount_points(),
-    })
+                &c.host_config.network_mode
+            },
+        },
+        network_settings: ListNetworks {
+            networks: berth_engine::net::ps_networks(c, None),
+        },
+        mounts: c.mount_points(),
+    }
 }
 
 async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError> {
@@ -270,7 +322,7 @@ async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError>
     };
     // A status filter shows stopped containers without --all, as in Docker.
     let any_status = filters.iter().any(|(k, _)| k == "status" || k == "exited");
-    let mut out: Vec<Value> = Vec::new();
+    let mut out: Vec<ListEntry> = Vec::new();
     for c in &containers {
         if !(all || limit > 0 || any_status || c.state.running || c.state.restarting) {
             continue;
@@ -287,15 +339,15 @@ async fn list(engine: &Arc<Engine>, req: &Request) -> Result<Response, ApiError>
                 crate::system::disk_bytes(std::path::Path::new(&c.rootfs.upper_dir))
             };
             let image = image_sizes.get(&c.image).copied().unwrap_or(0);
-            entry["SizeRw"] = json!(rw);
-            entry["SizeRootFs"] = json!(rw + image);
+            entry.size_rw = Some(rw);
+            entry.size_root_fs = Some(rw + image);
         }
         out.push(entry);
     }
     if limit > 0 {
         out.truncate(limit as usize);
     }
-    Ok(Response::Json(200, Value::Array(out)))
+    Response::json_of(200, &out)
 }
 
 const LIST_FILTERS: &[&str] = &[

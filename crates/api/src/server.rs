@@ -151,6 +151,8 @@ pub type HijackHandler = Box<
 /// What a handler answers.
 pub enum Response {
     Json(u16, serde_json::Value),
+    /// JSON already written (from typed records, see [`Response::json_of`]).
+    JsonText(u16, String),
     Text(u16, String),
     Empty(u16),
     /// A streamed body (logs, events, pull progress), chunk by chunk.
@@ -174,10 +176,20 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// A typed value written as JSON at once, without a `serde_json::Value` between.
+    pub fn json_of<T: serde::Serialize>(status: u16, value: &T) -> Result<Response, ApiError> {
+        serde_json::to_string(value)
+            .map(|t| Response::JsonText(status, t))
+            .map_err(|e| ApiError::internal(format!("encode the answer: {e}")))
+    }
+}
+
 impl std::fmt::Debug for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Response::Json(s, v) => write!(f, "Json({s}, {v})"),
+            Response::JsonText(s, v) => write!(f, "JsonText({s}, {v})"),
             Response::Text(s, t) => write!(f, "Text({s}, {t:?})"),
             Response::Empty(s) => write!(f, "Empty({s})"),
             Response::Stream { status, .. } => write!(f, "Stream({status})"),
@@ -381,6 +393,9 @@ async fn dispatch(backend: Arc<dyn Backend>, mut req: hyper::Request<Incoming>) 
     match backend.handle(request).await {
         Ok(Response::Json(status, v)) => {
             respond(status, Some("application/json"), Bytes::from(v.to_string()))
+        }
+        Ok(Response::JsonText(status, t)) => {
+            respond(status, Some("application/json"), Bytes::from(t))
         }
         Ok(Response::Text(status, t)) => {
             respond(status, Some("text/plain; charset=utf-8"), Bytes::from(t))

@@ -173,10 +173,9 @@ pub async fn disk_usage(
             .map(|c| {
                 let mut v = crate::containers::list_entry(c, now);
                 let rw = e.size_rw(c);
-                v["SizeRw"] = serde_json::json!(rw);
-                v["SizeRootFs"] =
-                    serde_json::json!(rw + i.resolve(&c.image).map(|r| r.size).unwrap_or(0));
-                v
+                v.size_rw = Some(rw);
+                v.size_root_fs = Some(rw + i.resolve(&c.image).map(|r| r.size).unwrap_or(0));
+                serde_json::to_value(v).unwrap_or_default()
             })
             .collect();
         let volumes: Vec<serde_json::Value> = e
