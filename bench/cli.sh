@@ -13,7 +13,7 @@ RUNS=${1:-30}
 export DEBIAN_FRONTEND=noninteractive
 need="hyperfine docker.io busybox-static jq"
 dpkg -s $need >/dev/null 2>&1 || { apt-get update -q; apt-get install -y -q $need; }
-cargo build --release -q -p berth-cli -p berth-daemon -p berth-shim
+bash scripts/release
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 WORK=$(mktemp -d /tmp/berth-cli-bench.XXXXXX)
 BSOCK=$WORK/berth.sock

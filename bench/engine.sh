@@ -13,7 +13,7 @@ RUNS=${1:-30}
 export DEBIAN_FRONTEND=noninteractive
 need="hyperfine docker.io podman runc busybox-static jq bc curl python3"
 dpkg -s $need >/dev/null 2>&1 || { apt-get update -q; apt-get install -y -q $need; }
-cargo build --release -q -p berth-daemon -p berth-shim
+bash scripts/release
 BIN=$PWD/target/release
 WORK=$(mktemp -d /tmp/berth-bench.XXXXXX)
 BSOCK=$WORK/berth.sock

@@ -13,7 +13,7 @@ SECS=${1:-10}
 export DEBIAN_FRONTEND=noninteractive
 need="wrk docker.io busybox-static nftables iptables python3"
 dpkg -s $need >/dev/null 2>&1 || { apt-get update -q; apt-get install -y -q $need; }
-cargo build --release -q -p berth-daemon -p berth-shim
+bash scripts/release
 BIN=$PWD/target/release
 WORK=$(mktemp -d /tmp/berth-netbench.XXXXXX)
 B="docker -H unix://$WORK/berth.sock"
