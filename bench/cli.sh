@@ -71,9 +71,16 @@ row() {
   echo "| $label | $(ms $b) ms | $(ms $d) ms ($anchor) | **$(ratio $b $d)×** | ≤ $target× | $(met $b $d $target) |"
 }
 
+# run first: on this VM, processes that allocate and free tens of MB (dockerd starting,
+# each docker CLI) leave the next minute slower for everyone (probably the balloon's
+# free page reporting: freed 2 MB blocks go back to the hypervisor and fault in again);
+# berth's run --rm took 17-19 ms right after 35 `docker ps -a`, 11-12 ms a minute
+# later. So: a settled machine, then the run pair (berth's runs, then docker's).
+sleep 60
+wait_quiet
+read -r r_b r_d < <(pair run 3 "$RUNS" "$BERTH run --rm busybox true" "$D run --rm busybox true")
 read -r v_b v_d < <(pair version 5 "$RUNS" "$BERTH version" "$B version")
 read -r p_b p_d < <(pair ps 5 "$RUNS" "$BERTH ps -a" "$B ps -a")
-read -r r_b r_d < <(pair run 3 "$RUNS" "$BERTH run --rm busybox true" "$D run --rm busybox true")
 # The same run through the docker CLI against berthd: the daemon's share.
 hyperfine -N -w 3 -r "$RUNS" -n docker-berthd "$B run --rm busybox true" --export-json $WORK/run-docker-berthd.json >/dev/null
 r_db=$(jq -r '.results[0].median' $WORK/run-docker-berthd.json)

@@ -48,6 +48,7 @@ for _ in $(seq 200); do $B version >/dev/null 2>&1 && $D version >/dev/null 2>&1
 busybox_tar $WORK
 $B import $WORK/busybox.tar busybox:latest >/dev/null
 $D import $WORK/busybox.tar busybox:latest >/dev/null
+wait_quiet
 
 echo "## Engine (issue 4) — \`bash bench/engine.sh $RUNS\`, $(date -u +%F)"
 echo

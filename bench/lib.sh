@@ -12,3 +12,13 @@ busybox_tar() {
   if [ $# -ge 3 ]; then printf '%s' "$3" > "$r/$2"; fi
   tar -C "$r" -cf "$dir/busybox.tar" .
 }
+
+# Wait (at most 2 minutes) for the 1-minute load average to fall below 1: what a
+# previous bench or build left running would otherwise be in the first figures.
+wait_quiet() {
+  local _
+  for _ in $(seq 120); do
+    awk '{exit !($1 < 1.0)}' /proc/loadavg && return 0
+    sleep 1
+  done
+}
