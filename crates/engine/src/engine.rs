@@ -1257,8 +1257,8 @@ impl Engine {
     /// At start: the files of containers without a record (a crash or a failure
     /// after their removal from the store).
     fn sweep_orphans(&self) -> Result<()> {
-        let known: std::collections::HashSet<String> =
-            self.list_shared()?.iter().map(|c| c.id.clone()).collect();
+        // IDs from the table itself: a record that does not decode still owns its files.
+        let known: std::collections::HashSet<String> = self.store.ids()?.into_iter().collect();
         let is_id = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         let mut orphans: std::collections::BTreeSet<String> = self
             .images

@@ -236,6 +236,16 @@ impl Store {
         })
     }
 
+    /// Every container's ID, whether or not its record decodes.
+    pub fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM containers")?;
+        let ids = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
     pub fn all<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT id, data FROM containers")?;
