@@ -145,7 +145,25 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
     // The init joins its cgroup by itself (fast; see cgroups::SelfJoin) unless it is
     // born in a new user namespace (no right to the host's cgroup files then) or
     // through a stage process.
-    let needs_stage = plan.join.iter().any(|j| j.typ != LinuxNamespaceType::Pid);
+    // Network, IPC and UTS namespaces to join (a bridge network's pinned netns,
+    // `--network`/`--ipc container:`) the init joins itself after its clone, which
+    // keeps the cgroup self-join. A stage process joins the others (user, mount,
+    // cgroup: the order matters there), and any namespace when a user namespace is
+    // made (a process in it has no right to join the host's).
+    let joined: Vec<LinuxNamespaceType> = plan
+        .join
+        .iter()
+        .map(|j| j.typ)
+        .filter(|t| *t != LinuxNamespaceType::Pid)
+        .collect();
+    let init_can_join = joined.iter().all(|t| {
+        matches!(
+            t,
+            LinuxNamespaceType::Network | LinuxNamespaceType::Ipc | LinuxNamespaceType::Uts
+        )
+    });
+    let needs_stage =
+        !joined.is_empty() && (!init_can_join || plan.creates(CloneFlags::CLONE_NEWUSER));
     let self_join = if needs_stage || plan.creates(CloneFlags::CLONE_NEWUSER) {
         None
     } else {
@@ -172,6 +190,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
             .as_ref()
             .map(|j| j.tasks.as_slice())
             .unwrap_or(&[]),
+        join_in_init: !needs_stage,
     };
 
     // Joining a PID namespace affects our future children only, so the runtime does

@@ -53,6 +53,8 @@ pub struct InitContext<'a> {
     /// cgroup v1 `tasks` files to join by writing `0`, first thing (see
     /// [`crate::cgroups::SelfJoin`]); empty when the runtime moves us.
     pub cgroup_tasks: &'a [std::path::PathBuf],
+    /// The plan's joined namespaces (but PID) are ours to join, not a stage's.
+    pub join_in_init: bool,
 }
 
 /// Never returns: execs the container process or exits.
@@ -109,6 +111,16 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
         }
     };
     ctx.channel.expect(&Message::Proceed)?;
+    if ctx.join_in_init {
+        for ns in ctx
+            .plan
+            .join
+            .iter()
+            .filter(|j| j.typ != LinuxNamespaceType::Pid)
+        {
+            crate::namespaces::join(ns)?;
+        }
+    }
     let in_user_ns =
         ctx.plan.creates(CloneFlags::CLONE_NEWUSER) || ctx.plan.joins(LinuxNamespaceType::User);
     if in_user_ns {
