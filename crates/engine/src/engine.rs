@@ -1278,7 +1278,7 @@ impl Engine {
             }
         }
         for id in orphans {
-            let _ = self.images.unmount_rootfs(&id);
+            // remove_rootfs (in remove_files) unmounts first.
             self.remove_files(&id);
         }
         Ok(())

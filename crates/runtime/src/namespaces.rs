@@ -83,6 +83,19 @@ impl NamespacePlan {
     pub fn joins(&self, typ: LinuxNamespaceType) -> bool {
         self.join.iter().any(|j| j.typ == typ)
     }
+
+    /// The namespaces to join from the forked process (a PID namespace is joined by
+    /// the runtime before it forks), in the plan's order.
+    pub fn joins_after_fork(&self) -> impl Iterator<Item = &JoinNamespace> {
+        self.join
+            .iter()
+            .filter(|j| j.typ != LinuxNamespaceType::Pid)
+    }
+
+    /// Join [`Self::joins_after_fork`], in order.
+    pub fn join_after_fork(&self) -> Result<()> {
+        self.joins_after_fork().try_for_each(join)
+    }
 }
 
 pub fn open_ns(path: &Path) -> Result<OwnedFd> {

@@ -150,12 +150,7 @@ pub fn create(global: &Global, opts: &CreateOptions, mode: Mode) -> Result<Creat
     // keeps the cgroup self-join. A stage process joins the others (user, mount,
     // cgroup: the order matters there), and any namespace when a user namespace is
     // made (a process in it has no right to join the host's).
-    let joined: Vec<LinuxNamespaceType> = plan
-        .join
-        .iter()
-        .map(|j| j.typ)
-        .filter(|t| *t != LinuxNamespaceType::Pid)
-        .collect();
+    let joined: Vec<LinuxNamespaceType> = plan.joins_after_fork().map(|j| j.typ).collect();
     let init_can_join = joined.iter().all(|t| {
         matches!(
             t,
@@ -316,14 +311,7 @@ fn spawn_staged(ctx: &InitContext, parent: &Channel, linux: &Linux) -> Result<i3
         let result = (|| -> Result<()> {
             // Join first (user namespace first, mount last: the plan's order), then
             // create: a namespace we create must not stand between us and one we join.
-            for ns in ctx
-                .plan
-                .join
-                .iter()
-                .filter(|j| j.typ != LinuxNamespaceType::Pid)
-            {
-                namespaces::join(ns)?;
-            }
+            ctx.plan.join_after_fork()?;
             if ctx.plan.creates(CloneFlags::CLONE_NEWUSER) {
                 unshare(CloneFlags::CLONE_NEWUSER).context(|| "unshare user namespace".into())?;
                 ctx.channel.send(&Message::NeedMaps)?;

@@ -112,14 +112,7 @@ fn setup_and_exec(ctx: &InitContext) -> Result<Never> {
     };
     ctx.channel.expect(&Message::Proceed)?;
     if ctx.join_in_init {
-        for ns in ctx
-            .plan
-            .join
-            .iter()
-            .filter(|j| j.typ != LinuxNamespaceType::Pid)
-        {
-            crate::namespaces::join(ns)?;
-        }
+        ctx.plan.join_after_fork()?;
     }
     let in_user_ns =
         ctx.plan.creates(CloneFlags::CLONE_NEWUSER) || ctx.plan.joins(LinuxNamespaceType::User);
