@@ -606,77 +606,79 @@ async fn logs(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response,
                 frame(if is_err { 2 } else { 1 }, text.as_bytes())
             })
         };
-        // The shim makes the log file at the first line of output: until then a
-        // follower waits for it while the container runs.
-        let mut all = String::new();
-        match std::fs::File::open(&path) {
-            Ok(mut file) => {
-                if file.read_to_string(&mut all).is_err() {
+        // The file is opened once and read from that handle to the container's end:
+        // a `docker rm` right after the exit (docker-py's `run` removes before it
+        // reads the stream) must not take the lines this follower has not sent yet.
+        let mut reader = match std::fs::File::open(&path) {
+            Ok(f) => Some(std::io::BufReader::new(f)),
+            Err(_) if !follow => return,
+            Err(_) => None, // the shim makes it as it starts
+        };
+        let mut send = |line: &str| -> bool {
+            match serde_json::from_str::<LogLine>(line) {
+                Ok(line) => match render(&line) {
+                    Some(b) => tx.blocking_send(Bytes::from(b)).is_ok(),
+                    None => true,
+                },
+                Err(_) => true,
+            }
+        };
+        let mut pos = 0u64;
+        if let Some(r) = reader.as_mut() {
+            let mut all = String::new();
+            if r.read_to_string(&mut all).is_err() {
+                return;
+            }
+            // A partial last line stays for the follower to complete.
+            let whole = all.rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let lines: Vec<&str> = all[..whole].lines().collect();
+            let start = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
+            for l in &lines[start..] {
+                if !send(l) {
                     return;
                 }
             }
-            Err(_) if !follow => return,
-            Err(_) => {}
-        }
-        let lines: Vec<&str> = all.lines().collect();
-        let start = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
-        for l in &lines[start..] {
-            if let Ok(line) = serde_json::from_str::<LogLine>(l) {
-                if let Some(b) = render(&line) {
-                    if tx.blocking_send(Bytes::from(b)).is_err() {
-                        return;
-                    }
-                }
+            if !follow {
+                return;
             }
+            if r.seek(SeekFrom::Start(whole as u64)).is_err() {
+                return;
+            }
+            pos = whole as u64;
         }
-        if !follow {
-            return;
-        }
-        let mut pos = all.len() as u64;
         let mut partial = String::new();
         loop {
             let running = engine.get(&id).map(|c| c.state.running).unwrap_or(false);
-            let mut f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(_) if running && !tx.is_closed() => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                Err(_) => return,
-            };
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            if len < pos {
-                pos = 0; // rotated
+            if reader.is_none() {
+                reader = std::fs::File::open(&path).ok().map(std::io::BufReader::new);
             }
-            if len > pos && f.seek(SeekFrom::Start(pos)).is_ok() {
-                let mut reader = std::io::BufReader::new(f);
-                loop {
-                    let mut buf = String::new();
-                    match reader.read_line(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            pos += n as u64;
-                            partial.push_str(&buf);
-                            if partial.ends_with('\n') {
-                                if let Ok(line) =
-                                    serde_json::from_str::<LogLine>(partial.trim_end())
-                                {
-                                    if let Some(b) = render(&line) {
-                                        if tx.blocking_send(Bytes::from(b)).is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                                partial.clear();
-                            }
+            if let Some(r) = reader.as_mut() {
+                if !drain(r, &mut partial, &mut pos, &mut send) {
+                    return;
+                }
+                match rotation(r.get_ref(), path.as_ref(), pos) {
+                    Rotation::None => {}
+                    Rotation::Truncated => {
+                        if r.seek(SeekFrom::Start(0)).is_err() {
+                            return;
                         }
+                        pos = 0;
+                        partial.clear();
+                        continue;
+                    }
+                    Rotation::Renamed => {
+                        // What the shim wrote before its rename, then the new file.
+                        if !drain(r, &mut partial, &mut pos, &mut send) {
+                            return;
+                        }
+                        reader = None;
+                        pos = 0;
+                        partial.clear();
+                        continue;
                     }
                 }
             }
-            if !running {
-                return;
-            }
-            if tx.is_closed() {
+            if !running || tx.is_closed() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -692,6 +694,55 @@ async fn logs(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response,
         content_type,
         body: rx,
     })
+}
+
+/// Send the whole lines `r` holds past `pos`, keeping a partial last one in
+/// `partial`; false once the client has gone.
+fn drain(
+    r: &mut std::io::BufReader<std::fs::File>,
+    partial: &mut String,
+    pos: &mut u64,
+    send: &mut dyn FnMut(&str) -> bool,
+) -> bool {
+    loop {
+        match r.read_line(partial) {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => {
+                *pos += n as u64;
+                if partial.ends_with('\n') {
+                    if !send(partial.trim_end_matches('\n')) {
+                        return false;
+                    }
+                    partial.clear();
+                }
+            }
+        }
+    }
+}
+
+enum Rotation {
+    None,
+    /// The shim truncated the one file it keeps (`max-file` 1).
+    Truncated,
+    /// The path names a new file; ours is now `<log>.1`.
+    Renamed,
+}
+
+/// Has the shim rotated the log under a follower that has read `file` to `pos`?
+/// A path that is gone (the container removed) is no rotation: the follower
+/// keeps reading what it holds.
+fn rotation(file: &std::fs::File, path: &std::path::Path, pos: u64) -> Rotation {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(ours), Ok(named)) = (file.metadata(), std::fs::metadata(path)) else {
+        return Rotation::None;
+    };
+    if (ours.dev(), ours.ino()) != (named.dev(), named.ino()) {
+        Rotation::Renamed
+    } else if ours.len() < pos {
+        Rotation::Truncated
+    } else {
+        Rotation::None
+    }
 }
 
 async fn attach(engine: &Arc<Engine>, req: &Request, id: &str) -> Result<Response, ApiError> {

@@ -3,7 +3,7 @@
 mod harness;
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use harness::{alive, stderr, text, Daemon};
 
@@ -959,6 +959,65 @@ fn logs_options() {
     let at = ts.split_whitespace().next().unwrap_or_default();
     let o = d.docker(&["logs", "--since", at, "lg"]);
     assert_eq!((text(&o).as_str(), stderr(&o).as_str()), ("last\n", ""));
+}
+
+#[test]
+fn a_follower_keeps_the_lines_of_a_container_removed_under_it() {
+    // docker-py's `containers.run` waits, removes, then reads its `logs -f` stream;
+    // the API straight, so the removal follows the exit by a few milliseconds.
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    let cmd = r#"{"Image":"busybox","Cmd":["sh","-c","sleep 0.3; echo one; echo two"]}"#;
+    let (code, body) = d.api("POST", "/containers/create?name=gone", Some(cmd));
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = d.api("POST", "/containers/gone/start", None);
+    assert_eq!(code, 204, "{body}");
+    let follower = Command::new("curl")
+        .args(["-sN", "--unix-socket"])
+        .arg(&d.socket)
+        .arg("http://berth/containers/gone/logs?follow=1&stdout=1&stderr=1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    let (code, body) = d.api("POST", "/containers/gone/wait", None);
+    assert_eq!(
+        (code, body.contains(r#""StatusCode":0"#)),
+        (200, true),
+        "{body}"
+    );
+    let (code, body) = d.api("DELETE", "/containers/gone", None);
+    assert_eq!(code, 204, "{body}");
+    let o = follower.wait_with_output().expect("curl");
+    // Two stdout frames: stream 1, three zero bytes, the big-endian length.
+    let frame = |text: &[u8]| [&[1, 0, 0, 0, 0, 0, 0, text.len() as u8][..], text].concat();
+    assert_eq!(o.stdout, [frame(b"one\n"), frame(b"two\n")].concat());
+}
+
+#[test]
+fn a_follower_reads_on_across_rotations() {
+    let d = Daemon::start();
+    d.import_busybox("busybox");
+    // Bursts of five lines (~400 bytes of log) a few polls apart: one rotation
+    // at most between two reads of the follower.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rot",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.3; i=0; while [ $i -lt 60 ]; do echo line-$i; i=$((i+1)); \
+         [ $((i % 5)) = 0 ] && sleep 0.2; done; true",
+    ]);
+    let o = d.docker(&["logs", "-f", "rot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want: String = (0..60).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(text(&o), want);
 }
 
 #[test]

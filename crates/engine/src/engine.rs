@@ -969,7 +969,6 @@ impl Engine {
             finished_at: at,
             ..Default::default()
         };
-        let _ = self.images.unmount_rootfs(id);
         if let Some(nets) = self.networks.get() {
             nets.release(id);
             for e in c.network.attached.iter().flat_map(|a| a.endpoints.iter()) {
@@ -986,6 +985,11 @@ impl Engine {
             e.1 = code;
         }
         let _ = self.save(&c);
+        // After the record, which wakes the waiters: the unmount of a lasting
+        // overlay syncs its upper filesystem, which on a busy disk takes a while
+        // the exit should not wait for. Under the lock, so that a start, a
+        // removal or a copy that follows finds it done.
+        let _ = self.images.unmount_rootfs(id);
         drop(_guard);
         self.release_volumes();
         if oom {
